@@ -1,0 +1,1 @@
+"""PyTorch module definitions only: no I/O, no weight loading."""
