@@ -1,0 +1,63 @@
+"""The one typed Settings object. Every environment variable is ATELIER_<FIELD>; nothing else reads os.environ."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ATELIER_", env_file=None, extra="ignore")
+
+    # Serving
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    log_level: str = "info"
+
+    # Models and runtime
+    models_dir: Path = DEFAULT_MODELS_DIR
+    providers: str = Field(
+        "auto",
+        description="'auto' (TensorRT, CUDA, CPU as available) or a comma-separated list of onnxruntime providers",
+    )
+    require_gpu: bool = Field(False, description="refuse to start unless a GPU provider is active for every model")
+    intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per session; 0 = cores / workers")
+    warmup: bool = True
+
+    # Intake limits
+    max_upload_bytes: int = Field(20_000_000, ge=1, description="largest accepted request body part, in bytes")
+    max_pixels: int = Field(40_000_000, ge=1, description="largest decoded image, width x height, checked from the header")
+
+    # Load control
+    max_concurrency: int = Field(2, ge=1, description="inference calls running at once")
+    max_queue: int = Field(8, ge=0, description="requests waiting for a slot before new ones get 503 OVERLOADED")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503 OVERLOADED")
+    request_timeout_s: float = Field(30.0, gt=0, description="deadline for one request's inference")
+
+    @field_validator("providers")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    def provider_list(self) -> list[str] | None:
+        """None means 'auto'; otherwise the explicit provider names in order of preference."""
+        if self.providers.lower() == "auto":
+            return None
+        return [p.strip() for p in self.providers.split(",") if p.strip()]
+
+    def threads_per_session(self) -> int:
+        if self.intra_op_threads:
+            return self.intra_op_threads
+        return max(1, (os.cpu_count() or 1) // self.workers)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,26 @@
+"""Prometheus metrics, one registry per process (served at GET /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter(
+    "atelier_http_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"],
+    registry=REGISTRY,
+)
+REQUEST_SECONDS = Histogram(
+    "atelier_http_request_duration_seconds", "HTTP request latency by route", ["route", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=REGISTRY,
+)
+INFERENCE_SECONDS = Histogram(
+    "atelier_inference_duration_seconds", "onnxruntime run() latency per model", ["model"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=REGISTRY,
+)
+ACTIVE_PROVIDER = Gauge(
+    "atelier_model_provider_info", "1 for the execution provider that runs each model", ["model", "provider"],
+    registry=REGISTRY,
+)
+INFLIGHT = Gauge("atelier_inference_inflight", "inference calls running now", registry=REGISTRY)
+REJECTED = Counter("atelier_overload_rejections_total", "requests answered 503 OVERLOADED", registry=REGISTRY)

@@ -1,0 +1,188 @@
+"""onnxruntime sessions: read the manifest, verify each file, choose providers, warm up.
+
+Sessions are created in the lifespan (after uvicorn forks its workers), once per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from app.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+AUTO_ORDER = (*GPU_PROVIDERS, "CPUExecutionProvider")
+_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "uint8": np.uint8}
+
+
+def resolve_providers(requested: list[str] | None, available: list[str]) -> list[str]:
+    """Providers to ask onnxruntime for, most preferred first. CPU is always last as the fallback.
+
+    `requested=None` is 'auto': every GPU provider this onnxruntime build offers, then CPU.
+    An explicit list must name providers this build has.
+    """
+    if requested is None:
+        chosen = [p for p in AUTO_ORDER if p in available]
+    else:
+        unknown = [p for p in requested if p not in available]
+        if unknown:
+            raise ModelLoadError(
+                f"provider(s) {', '.join(unknown)} not available in this onnxruntime build "
+                f"(available: {', '.join(available)})"
+            )
+        chosen = list(requested)
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(models_dir: Path) -> list[dict[str, Any]]:
+    path = models_dir / "manifest.json"
+    if not path.exists():
+        raise ModelLoadError(f"no model manifest at {path}; regenerate models with `make models`")
+    try:
+        data = json.loads(path.read_text())
+        entries: list[dict[str, Any]] = list(data["models"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"model manifest {path} is unreadable: {exc}") from exc
+    return entries
+
+
+@dataclass
+class ModelSession:
+    """One loaded ONNX model: its manifest entry, session, and the provider that actually runs it."""
+
+    entry: dict[str, Any]
+    session: ort.InferenceSession
+    input_names: list[str] = field(default_factory=list)
+    output_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @property
+    def id(self) -> str:
+        return str(self.entry["id"])
+
+    @property
+    def active_provider(self) -> str:
+        return str(self.session.get_providers()[0])
+
+    def run(self, feeds: Mapping[str, np.ndarray], run_options: ort.RunOptions | None = None) -> list[np.ndarray]:
+        """Run the graph; outputs in graph order. Blocking: call it off the event loop."""
+        from app import metrics  # local: metrics imports nothing from here, but keeps runtime import-light
+
+        start = time.perf_counter()
+        outputs = self.session.run(self.output_names, dict(feeds), run_options)
+        metrics.INFERENCE_SECONDS.labels(model=self.id).observe(time.perf_counter() - start)
+        return [np.asarray(o) for o in outputs]
+
+    def warm_up(self) -> None:
+        """One run on zeros so the first real request does not pay for lazy initialisation."""
+        shapes = self.entry.get("warmup_shapes", {})
+        feeds: dict[str, np.ndarray] = {}
+        for spec in self.session.get_inputs():
+            contract = next((i for i in self.entry.get("inputs", []) if i["name"] == spec.name), None)
+            dtype = _DTYPES.get(contract["dtype"] if contract else "float32", np.float32)
+            shape = shapes.get(spec.name) or [d if isinstance(d, int) and d > 0 else 1 for d in spec.shape]
+            feeds[spec.name] = np.zeros(shape, dtype=dtype)
+        self.session.run(None, feeds)
+
+
+def load_model(
+    entry: dict[str, Any], models_dir: Path, providers: list[str], threads: int, *, verify_sha256: bool = True
+) -> ModelSession:
+    path = models_dir / entry["file"]
+    if not path.is_file():
+        raise ModelLoadError(f"model {entry['id']}: file {path} is missing")
+    if verify_sha256:
+        actual = sha256_file(path)
+        if actual != entry["sha256"]:
+            raise ModelLoadError(
+                f"model {entry['id']}: {path.name} has sha256 {actual} but the manifest says {entry['sha256']}; "
+                "the file is corrupt or was changed without regenerating the manifest"
+            )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
+        raise ModelLoadError(f"model {entry['id']}: onnxruntime cannot load {path.name}: {exc}") from exc
+    return ModelSession(entry=entry, session=session)
+
+
+class ModelRegistry:
+    """Every model of the manifest, loaded once per process."""
+
+    def __init__(self, models: dict[str, ModelSession], requested_providers: list[str]) -> None:
+        self.models = models
+        self.requested_providers = requested_providers
+        self.ready = False
+
+    def __contains__(self, model_id: str) -> bool:
+        return model_id in self.models
+
+    def get(self, model_id: str) -> ModelSession:
+        try:
+            return self.models[model_id]
+        except KeyError:
+            raise ModelLoadError(f"model {model_id} is not in the manifest") from None
+
+    @classmethod
+    def load(
+        cls,
+        models_dir: Path,
+        requested: list[str] | None,
+        threads: int,
+        *,
+        require_gpu: bool = False,
+        warmup: bool = True,
+    ) -> ModelRegistry:
+        providers = resolve_providers(requested, ort.get_available_providers())
+        if require_gpu and not any(p in GPU_PROVIDERS for p in providers):
+            raise ModelLoadError(
+                "ATELIER_REQUIRE_GPU is set but this onnxruntime build offers no GPU provider "
+                f"(available: {', '.join(ort.get_available_providers())}); install the `gpu` extra on a CUDA host"
+            )
+        models: dict[str, ModelSession] = {}
+        for entry in read_manifest(models_dir):
+            model = load_model(entry, models_dir, providers, threads)
+            if require_gpu and model.active_provider not in GPU_PROVIDERS:
+                raise ModelLoadError(
+                    f"ATELIER_REQUIRE_GPU is set but model {model.id} fell back to {model.active_provider} "
+                    "(onnxruntime-gpu without a usable CUDA runtime falls back silently)"
+                )
+            log.info("model %s loaded on %s (%d threads)", model.id, model.active_provider, threads)
+            models[model.id] = model
+        registry = cls(models, providers)
+        if warmup:
+            for model in models.values():
+                model.warm_up()
+        registry.ready = True
+        return registry
+
+    def active_providers(self) -> dict[str, str]:
+        return {model_id: model.active_provider for model_id, model in self.models.items()}
