@@ -33,7 +33,7 @@ class Settings(BaseSettings):
 
     # Intake limits
     max_upload_bytes: int = Field(20_000_000, ge=1, description="largest accepted request body part, in bytes")
-    max_pixels: int = Field(40_000_000, ge=1, description="largest decoded image (width x height), read from the header")
+    max_pixels: int = Field(40_000_000, ge=1, description="largest decoded image, width x height")
 
     # Load control
     max_concurrency: int = Field(2, ge=1, description="inference calls running at once")
