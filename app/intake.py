@@ -61,6 +61,7 @@ async def read_image_request(request: Request, image_fields: Sequence[str], sett
     media_type = _media_type(request)
     options: dict[str, Any] = dict(request.query_params)
     files: dict[str, bytes] = {}
+    unexpected: list[str] = []  # file fields under names this endpoint does not take
 
     if media_type == "multipart/form-data":
         await _read_capped(request, per_image * len(image_fields) + _FORM_OVERHEAD_BYTES)
@@ -81,9 +82,7 @@ async def read_image_request(request: Request, image_fields: Sequence[str], sett
                         raise PayloadTooLarge(f"field '{key}' is larger than {per_image} bytes")
                     files[key] = data
                 else:
-                    raise InvalidParameter(
-                        f"unexpected file field '{key}'; this endpoint takes {', '.join(repr(f) for f in image_fields)}"
-                    )
+                    unexpected.append(key)
             elif key in image_fields:
                 raise InvalidImage(f"field '{key}' must be a file upload, not a text value")
             else:
@@ -114,7 +113,11 @@ async def read_image_request(request: Request, image_fields: Sequence[str], sett
 
     missing = [name for name in image_fields if name not in files]
     if missing:
-        raise MissingField(f"missing image field(s): {', '.join(repr(m) for m in missing)}")
+        hint = f" (got file field(s) {', '.join(repr(u) for u in unexpected)})" if unexpected else ""
+        raise MissingField(f"missing image field(s): {', '.join(repr(m) for m in missing)}{hint}")
+    if unexpected:
+        names = ", ".join(repr(u) for u in unexpected)
+        raise InvalidParameter(f"unexpected file field(s) {names}; expected {', '.join(repr(f) for f in image_fields)}")
     return ImageRequest(files=files, options=options)
 
 

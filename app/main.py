@@ -14,9 +14,9 @@ from app.config import Settings, get_settings
 from app.gate import InferenceGate
 from app.handlers import install_error_handlers
 from app.middleware import MetricsMiddleware
-from app.routers import ops
+from app.routers import detect, ops
 from app.runtime import ModelRegistry
-from app.service import Service
+from app.service import Service, build_pipelines
 
 log = logging.getLogger("app")
 
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         gate = InferenceGate(settings.max_concurrency, settings.max_queue, settings.request_timeout_s,
                              settings.retry_after_s)
-        service = Service(settings=settings, registry=registry, gate=gate)
+        service = Service(settings=settings, registry=registry, gate=gate, pipelines=build_pipelines(registry))
         app.state.service = service
         log.info("ready: %d models, providers %s", len(registry.models), registry.active_providers())
         try:
@@ -55,4 +55,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
     app.include_router(ops.router)
+    app.include_router(detect.router)
     return app

@@ -7,8 +7,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.config import Settings
+from app.errors import NotReady
 from app.gate import InferenceGate
 from app.runtime import ModelRegistry
+
+MTCNN_MODELS = ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")
+
+
+def build_pipelines(registry: ModelRegistry) -> dict[str, Any]:
+    """One pipeline object per capability whose models are all loaded."""
+    from app.pipelines.mtcnn import MtcnnDetector
+
+    pipelines: dict[str, Any] = {}
+    if all(model_id in registry for model_id in MTCNN_MODELS):
+        pnet, rnet, onet = (registry.get(model_id) for model_id in MTCNN_MODELS)
+        pipelines["detect"] = MtcnnDetector(pnet, rnet, onet)
+        pipelines["detect_model"] = f"mtcnn ({pnet.entry['version']})"
+    return pipelines
 
 
 @dataclass
@@ -23,3 +38,9 @@ class Service:
     @property
     def ready(self) -> bool:
         return self.registry.ready and not self.draining
+
+    def pipeline(self, name: str) -> Any:
+        try:
+            return self.pipelines[name]
+        except KeyError:
+            raise NotReady(f"the models for '{name}' are not loaded in this deployment") from None

@@ -80,3 +80,24 @@ def gradient_rgb(height: int = 48, width: int = 64) -> np.ndarray:
     ys, xs = np.mgrid[0:height, 0:width]
     return np.stack([xs * 255 // max(width - 1, 1), ys * 255 // max(height - 1, 1),
                      (xs + ys) % 256], axis=2).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def served_settings() -> Settings:
+    """The committed models, as `make run` serves them."""
+    return Settings(models_dir=MODELS_DIR)
+
+
+@pytest.fixture(scope="session")
+def client(served_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(served_settings)) as test_client:
+        yield test_client
+
+
+def photo_bytes(name: str) -> bytes:
+    """A real photograph from a registry package (see export/fetch.py's TEST_PHOTOS), or a scikit-image sample."""
+    from export.fetch import TEST_PHOTOS, skimage_photo_png, test_photo
+
+    if name in TEST_PHOTOS:
+        return test_photo(name).read_bytes()
+    return skimage_photo_png(name)

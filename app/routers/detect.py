@@ -1,0 +1,112 @@
+"""POST /v1/detect: MTCNN face detection."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.deps import ServiceDep
+from app.imaging import encode_image
+from app.intake import parse_options, read_image_request
+from app.pipelines.annotate import draw_detections
+from app.pipelines.mtcnn import DetectionParams, MtcnnDetector
+from app.routers.common import decode, image_request_body, wants_image
+from app.schemas import ERROR_RESPONSES
+
+router = APIRouter(tags=["faces"])
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def split_numbers(value: Any) -> Any:
+    """Form fields and query strings carry lists as '0.6,0.7,0.7'; JSON carries real lists."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",")]
+    return value
+
+
+class DetectOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_face_size: int = Field(20, ge=12, description="smallest face to find, in pixels (P-Net's cell is 12)")
+    thresholds: tuple[Probability, Probability, Probability] = Field(
+        (0.6, 0.7, 0.7), description="P-Net, R-Net, O-Net face probability thresholds ('0.6,0.7,0.7' in forms)")
+    scale_factor: float = Field(0.709, ge=0.1, le=0.95, description="image pyramid step")
+    max_faces: int | None = Field(None, ge=1, description="keep only the largest faces")
+    annotate: bool = Field(False, description="answer with the image (PNG) and the detections drawn on it")
+
+    _split = field_validator("thresholds", mode="before")(split_numbers)
+
+    def params(self) -> DetectionParams:
+        return DetectionParams(min_face_size=self.min_face_size, thresholds=self.thresholds,
+                               scale_factor=self.scale_factor, max_faces=self.max_faces)
+
+
+class Landmarks(BaseModel):
+    left_eye: tuple[float, float]
+    right_eye: tuple[float, float]
+    nose: tuple[float, float]
+    mouth_left: tuple[float, float]
+    mouth_right: tuple[float, float]
+
+
+class FaceOut(BaseModel):
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in pixels of the EXIF-corrected image")
+    score: float
+    landmarks: Landmarks
+
+
+class DetectResponse(BaseModel):
+    width: int
+    height: int
+    faces: list[FaceOut] = Field(description="highest score first; empty when there is no face")
+    model: str
+    timings_ms: dict[str, float]
+
+
+def detector_of(service: Any) -> MtcnnDetector:
+    detector: MtcnnDetector = service.pipeline("detect")
+    return detector
+
+
+@router.post(
+    "/v1/detect",
+    response_model=DetectResponse,
+    summary="Find faces: boxes, scores and five landmarks",
+    responses={**ERROR_RESPONSES, 200: {"content": {"image/png": {}}}},
+    openapi_extra=image_request_body(["image"], DetectOptions),
+)
+async def detect(request: Request, service: ServiceDep) -> Any:
+    started = time.perf_counter()
+    upload = await read_image_request(request, ["image"], service.settings)
+    options = parse_options(DetectOptions, upload.options)
+    params = options.params()
+    detector = detector_of(service)
+    draw = wants_image(request, options.annotate)
+
+    def job() -> tuple[Any, ...]:
+        decode_start = time.perf_counter()
+        image = decode(upload.files["image"], service.settings)
+        decode_ms = (time.perf_counter() - decode_start) * 1000
+        result = detector.run(image.rgb, params)
+        if draw:
+            canvas = draw_detections(image.rgb, [f.box for f in result.faces], [f.landmarks for f in result.faces])
+            return image, result, decode_ms, encode_image(canvas, None, "png")
+        return image, result, decode_ms, None
+
+    image, result, decode_ms, drawn = await service.gate.run(job)
+    if drawn is not None:
+        body, media_type = drawn
+        return Response(body, media_type=media_type, headers={"X-Faces": str(len(result.faces))})
+    timings = {"decode": round(decode_ms, 3), **result.timings_ms,
+               "total": round((time.perf_counter() - started) * 1000, 3)}
+    return DetectResponse(
+        width=image.width,
+        height=image.height,
+        faces=[FaceOut.model_validate(face.as_dict()) for face in result.faces],
+        model=service.pipelines["detect_model"],
+        timings_ms=timings,
+    )
