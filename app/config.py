@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503 OVERLOADED")
     request_timeout_s: float = Field(30.0, gt=0, description="deadline for one request's inference")
 
+    # Access
+    api_keys: str = Field("", description="comma-separated API keys; when set (or api_key_file is), /v1 needs one")
+    api_key_file: Path | None = Field(None, description="file with one API key per line (# comments allowed)")
+    cors_origins: str = Field("", description="comma-separated origins allowed by CORS; empty = CORS off")
+
     @field_validator("providers")
     @classmethod
     def _strip(cls, value: str) -> str:
@@ -51,6 +56,18 @@ class Settings(BaseSettings):
         if self.providers.lower() == "auto":
             return None
         return [p.strip() for p in self.providers.split(",") if p.strip()]
+
+    def accepted_api_keys(self) -> list[str]:
+        keys = [k.strip() for k in self.api_keys.split(",") if k.strip()]
+        if self.api_key_file is not None:
+            for line in self.api_key_file.read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    keys.append(line)
+        return keys
+
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     def threads_per_session(self) -> int:
         if self.intra_op_threads:

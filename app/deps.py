@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from app.config import Settings
-from app.errors import NotReady
+from app.errors import NotReady, Unauthorized
 from app.service import Service
 
 
@@ -20,6 +21,27 @@ def get_service(request: Request) -> Service:
 
 def get_settings_dep(service: Annotated[Service, Depends(get_service)]) -> Settings:
     return service.settings
+
+
+def require_api_key(request: Request) -> None:
+    """When API keys are configured, accept `X-API-Key: <key>` or `Authorization: Bearer <key>`."""
+    keys: list[bytes] = getattr(request.app.state, "api_keys", [])
+    if not keys:
+        return
+    offered = request.headers.get("x-api-key")
+    if offered is None:
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        offered = credentials.strip() if scheme.lower() == "bearer" else None
+    if offered is None:
+        raise Unauthorized("an API key is required: send X-API-Key or Authorization: Bearer",
+                           headers={"WWW-Authenticate": "Bearer"})
+    candidate = offered.encode()
+    # Compare against every key, always, so the time taken says nothing about which key nearly matched.
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(candidate, key)
+    if not matched:
+        raise Unauthorized("the API key is not valid", headers={"WWW-Authenticate": "Bearer"})
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]

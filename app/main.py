@@ -6,11 +6,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from app import __version__
 from app.config import Settings, get_settings
+from app.deps import require_api_key
 from app.gate import InferenceGate
 from app.handlers import install_error_handlers
 from app.middleware import MetricsMiddleware
@@ -52,8 +54,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.service = None
 
     app = FastAPI(title="Atelier", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.api_keys = [key.encode() for key in settings.accepted_api_keys()]
     install_error_handlers(app)
+    if settings.cors_origin_list():
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list(), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
     app.add_middleware(MetricsMiddleware)
     app.include_router(ops.router)
-    app.include_router(detect.router)
+    protected = [Depends(require_api_key)]
+    app.include_router(ops.v1_router, dependencies=protected)
+    app.include_router(detect.router, dependencies=protected)
     return app

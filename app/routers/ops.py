@@ -12,6 +12,7 @@ from app.runtime import read_manifest
 from app.schemas import Health, ModelInfo, ModelList, Readiness
 
 router = APIRouter(tags=["operations"])
+v1_router = APIRouter(tags=["operations"])  # under /v1: behind the API key when one is set
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
@@ -41,7 +42,7 @@ async def prometheus_metrics() -> Response:
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/models", response_model=ModelList, summary="Every model in the manifest")
+@v1_router.get("/v1/models", response_model=ModelList, summary="Every model in the manifest")
 async def list_models(service: ServiceDep) -> ModelList:
     registry = service.registry
     models = []
