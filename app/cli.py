@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             workers=args.workers,
             log_level=settings.log_level.lower(),
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=settings.shutdown_grace_s,
         )
     return 0
 

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     max_queue: int = Field(8, ge=0, description="requests waiting for a slot before new ones get 503 OVERLOADED")
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503 OVERLOADED")
     request_timeout_s: float = Field(30.0, gt=0, description="deadline for one request's inference")
+    shutdown_grace_s: int = Field(30, ge=0, description="on SIGTERM, how long in-flight requests may still finish")
 
     # Access
     api_keys: str = Field("", description="comma-separated API keys; when set (or api_key_file is), /v1 needs one")
