@@ -55,8 +55,12 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def read_image_request(request: Request, image_fields: Sequence[str], settings: Settings) -> ImageRequest:
-    """Collect the named images and every option. Missing images raise MissingField naming them."""
+async def read_image_request(
+    request: Request, image_fields: Sequence[str], settings: Settings, optional_fields: Sequence[str] = ()
+) -> ImageRequest:
+    """Collect the named images and every option. Missing required images raise MissingField naming them."""
+    required = list(image_fields)
+    image_fields = [*required, *optional_fields]
     per_image = settings.max_upload_bytes
     media_type = _media_type(request)
     options: dict[str, Any] = dict(request.query_params)
@@ -102,16 +106,16 @@ async def read_image_request(request: Request, image_fields: Sequence[str], sett
             else:
                 options[key] = value
     elif media_type.startswith("image/") or media_type == "application/octet-stream":
-        if len(image_fields) != 1:
+        if len(required) != 1:
             raise UnsupportedMediaType("this endpoint takes several images: send multipart/form-data or JSON")
         files[image_fields[0]] = await _read_capped(request, per_image)
     else:
         raise UnsupportedMediaType(
             f"unsupported Content-Type '{media_type or 'none'}': send multipart/form-data, application/json"
-            + (" or a raw image body" if len(image_fields) == 1 else "")
+            + (" or a raw image body" if len(required) == 1 else "")
         )
 
-    missing = [name for name in image_fields if name not in files]
+    missing = [name for name in required if name not in files]
     if missing:
         hint = f" (got file field(s) {', '.join(repr(u) for u in unexpected)})" if unexpected else ""
         raise MissingField(f"missing image field(s): {', '.join(repr(m) for m in missing)}{hint}")

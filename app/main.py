@@ -16,7 +16,7 @@ from app.deps import require_api_key
 from app.gate import InferenceGate
 from app.handlers import install_error_handlers
 from app.middleware import MetricsMiddleware
-from app.routers import detect, ops
+from app.routers import detect, ops, stylize, verify
 from app.runtime import ModelRegistry
 from app.service import Service, build_pipelines
 
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         gate = InferenceGate(settings.max_concurrency, settings.max_queue, settings.request_timeout_s,
                              settings.retry_after_s)
-        service = Service(settings=settings, registry=registry, gate=gate, pipelines=build_pipelines(registry))
+        service = Service(settings=settings, registry=registry, gate=gate, pipelines=build_pipelines(registry, settings.models_dir))
         app.state.service = service
         log.info("ready: %d models, providers %s", len(registry.models), registry.active_providers())
         try:
@@ -64,4 +64,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     protected = [Depends(require_api_key)]
     app.include_router(ops.v1_router, dependencies=protected)
     app.include_router(detect.router, dependencies=protected)
+    app.include_router(verify.router, dependencies=protected)
+    app.include_router(stylize.router, dependencies=protected)
     return app

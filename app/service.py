@@ -3,26 +3,39 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.config import Settings
 from app.errors import NotReady
 from app.gate import InferenceGate
-from app.runtime import ModelRegistry
+from app.runtime import GPU_PROVIDERS, ModelRegistry
 
 MTCNN_MODELS = ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")
+EMBEDDING_MODEL = "dlib-face-resnet"
 
 
-def build_pipelines(registry: ModelRegistry) -> dict[str, Any]:
-    """One pipeline object per capability whose models are all loaded."""
+def build_pipelines(registry: ModelRegistry, models_dir: Path) -> dict[str, Any]:
+    """One pipeline object per capability whose models are loaded (filters need none)."""
     from app.pipelines.mtcnn import MtcnnDetector
+    from app.pipelines.recognition import FaceRecognizer
+    from app.pipelines.style import Stylizer, load_catalogue
 
     pipelines: dict[str, Any] = {}
     if all(model_id in registry for model_id in MTCNN_MODELS):
         pnet, rnet, onet = (registry.get(model_id) for model_id in MTCNN_MODELS)
-        pipelines["detect"] = MtcnnDetector(pnet, rnet, onet)
+        detector = MtcnnDetector(pnet, rnet, onet)
+        pipelines["detect"] = detector
         pipelines["detect_model"] = f"mtcnn ({pnet.entry['version']})"
+        if EMBEDDING_MODEL in registry:
+            embedder = registry.get(EMBEDDING_MODEL)
+            pipelines["verify"] = FaceRecognizer(detector, embedder, f"{EMBEDDING_MODEL} ({embedder.entry['version']})")
+    style_runners = {model_id: model for model_id, model in registry.models.items()
+                     if model.entry.get("task") == "style-transfer"}
+    if (models_dir / "styles.json").exists():
+        gpu = any(model.active_provider in GPU_PROVIDERS for model in style_runners.values())
+        pipelines["stylize"] = Stylizer(style_runners, load_catalogue(models_dir), prefer_fp16=gpu)
     return pipelines
 
 

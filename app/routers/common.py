@@ -12,8 +12,11 @@ from app.config import Settings
 from app.imaging import DecodedImage, decode_image
 
 
-def image_request_body(image_fields: Sequence[str], options: type[BaseModel]) -> dict[str, Any]:
+def image_request_body(
+    image_fields: Sequence[str], options: type[BaseModel], optional_fields: Sequence[str] = ()
+) -> dict[str, Any]:
     """openapi_extra documenting the three ways to send images (the endpoint reads the Request itself)."""
+    all_fields = [*image_fields, *optional_fields]
     option_schema = options.model_json_schema()
     option_properties = option_schema.get("properties", {})
     defs = option_schema.get("$defs", {})
@@ -21,7 +24,7 @@ def image_request_body(image_fields: Sequence[str], options: type[BaseModel]) ->
         "type": "object",
         "required": list(image_fields),
         "properties": {
-            **{name: {"type": "string", "format": "binary"} for name in image_fields},
+            **{name: {"type": "string", "format": "binary"} for name in all_fields},
             **option_properties,
         },
     }
@@ -31,7 +34,7 @@ def image_request_body(image_fields: Sequence[str], options: type[BaseModel]) ->
         "properties": {
             **{name: {"type": "string", "contentEncoding": "base64",
                       "description": "the image file, base64 (a data: URI prefix is accepted)"}
-               for name in image_fields},
+               for name in all_fields},
             **option_properties,
         },
     }

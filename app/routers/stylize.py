@@ -1,0 +1,118 @@
+"""Style transfer: GET /v1/styles, GET /v1/styles/{id}/preview, POST /v1/stylize."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.deps import ServiceDep
+from app.errors import NotFound, UnknownStyle
+from app.imaging import encode_image
+from app.intake import parse_options, read_image_request
+from app.pipelines.style import DEFAULT_MAX_SIDE, MAX_MAX_SIDE, MIN_MAX_SIDE, Stylizer
+from app.routers.common import decode, image_request_body
+from app.schemas import ERROR_RESPONSES
+
+router = APIRouter(tags=["style transfer"])
+
+PREVIEW_MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+
+
+class StyleInfo(BaseModel):
+    id: str
+    name: str
+    kind: Literal["multi-style", "trained", "filter", "arbitrary"]
+    source: str
+    preview_url: str | None
+
+
+class StyleList(BaseModel):
+    styles: list[StyleInfo]
+
+
+class StylizeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    style: str | None = Field(None, description="a style id or name, or a mix of multi-style ids such as '3:0.7,11:0.3'"
+                              "; omit it (or say 'arbitrary') when sending style_image")
+    strength: float = Field(1.0, ge=0.0, le=1.0, description="0 returns the original, 1 the full style")
+    preserve_color: bool = Field(False, description="keep the original colours; transfer only luminance")
+    max_side: int = Field(DEFAULT_MAX_SIDE, ge=MIN_MAX_SIDE, le=MAX_MAX_SIDE,
+                          description="processing resolution cap (longer side); the output keeps the input's size")
+    format: Literal["png", "jpeg", "webp"] = "png"
+    quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality")
+
+
+def stylizer_of(service: Any) -> Stylizer:
+    stylizer: Stylizer = service.pipeline("stylize")
+    return stylizer
+
+
+def _style_info(style: dict[str, Any]) -> StyleInfo:
+    preview = f"/v1/styles/{style['id']}/preview" if style.get("preview") else None
+    return StyleInfo(id=str(style["id"]), name=str(style["name"]), kind=style["kind"], source=str(style["source"]),
+                     preview_url=preview)
+
+
+@router.get("/v1/styles", response_model=StyleList, summary="Every style: networks, trained, filters, arbitrary")
+async def list_styles(service: ServiceDep) -> StyleList:
+    return StyleList(styles=[_style_info(s) for s in stylizer_of(service).list_styles()])
+
+
+@router.get(
+    "/v1/styles/{style_id}/preview",
+    summary="A preview of the style applied to a public-domain photo",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}}}, 404: ERROR_RESPONSES[404]},
+)
+async def style_preview(style_id: str, service: ServiceDep) -> FileResponse:
+    style = stylizer_of(service).resolve(style_id)
+    if not style.get("preview"):
+        raise NotFound(f"style {style_id!r} has no preview")
+    models_dir = Path(service.settings.models_dir).resolve()
+    path = (models_dir / str(style["preview"])).resolve()
+    if models_dir not in path.parents or not path.is_file():
+        raise NotFound(f"the preview of style {style_id!r} is missing")
+    return FileResponse(path, media_type=PREVIEW_MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream"))
+
+
+@router.post(
+    "/v1/stylize",
+    summary="Paint a photo in a style (or in the style of a second image)",
+    response_class=Response,
+    responses={**ERROR_RESPONSES, 200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
+                                        "description": "the stylised image, the input's width and height"}},
+    openapi_extra=image_request_body(["image"], StylizeOptions, optional_fields=["style_image"]),
+)
+async def stylize(request: Request, service: ServiceDep) -> Response:
+    started = time.perf_counter()
+    upload = await read_image_request(request, ["image"], service.settings, optional_fields=["style_image"])
+    options = parse_options(StylizeOptions, upload.options)
+    stylizer = stylizer_of(service)
+    style_bytes = upload.files.get("style_image")
+    if style_bytes is None and options.style is None:
+        raise UnknownStyle("no style given: send `style` (GET /v1/styles lists them) or a `style_image`")
+    if style_bytes is None and options.style is not None:
+        stylizer.check_style(options.style)  # an unknown style answers 404 before any decoding
+
+    def job() -> tuple[bytes, str, float]:
+        image = decode(upload.files["image"], service.settings)
+        style_image = decode(style_bytes, service.settings).rgb if style_bytes is not None else None
+        inference_start = time.perf_counter()
+        painted = stylizer.stylize(image.rgb, options.style, style_image=style_image, strength=options.strength,
+                                   preserve_color=options.preserve_color, max_side=options.max_side)
+        inference_ms = (time.perf_counter() - inference_start) * 1000
+        body, media_type = encode_image(painted, image.alpha, options.format, options.quality)
+        return body, media_type, inference_ms
+
+    body, media_type, inference_ms = await service.gate.run(job)
+    total_ms = (time.perf_counter() - started) * 1000
+    return Response(body, media_type=media_type, headers={
+        "X-Style": options.style or "arbitrary",
+        "Server-Timing": f"inference;dur={inference_ms:.1f}, total;dur={total_ms:.1f}",
+    })

@@ -1,0 +1,118 @@
+"""Face verification: POST /v1/embed and POST /v1/verify. Nothing about the faces is stored or logged."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from app.deps import ServiceDep
+from app.intake import parse_options, read_image_request
+from app.pipelines.recognition import FaceRecognizer
+from app.routers.common import decode, image_request_body
+from app.routers.detect import DetectOptions, FaceOut
+from app.schemas import ERROR_RESPONSES
+
+router = APIRouter(tags=["faces"])
+
+
+class EmbedOptions(DetectOptions):
+    annotate: bool = Field(False, exclude=True, description="not used by this endpoint")
+
+
+class VerifyOptions(DetectOptions):
+    annotate: bool = Field(False, exclude=True, description="not used by this endpoint")
+    threshold: float | None = Field(None, ge=-1.0, le=1.0,
+                                    description="cosine similarity at or above which two faces are the same person; "
+                                    "default derived from dlib's L2 0.6 operating point")
+    face: Literal["largest", "best_match"] = Field(
+        "largest", description="compare the largest face of each image, or the most similar pair among all faces")
+
+
+class EmbeddedFace(FaceOut):
+    embedding: list[float] = Field(description="L2-normalised descriptor")
+
+
+class EmbedResponse(BaseModel):
+    faces: list[EmbeddedFace]
+    model: str
+    dimensions: int
+    timings_ms: dict[str, float]
+
+
+class VerifyFaces(BaseModel):
+    a: FaceOut
+    b: FaceOut
+
+
+class VerifyResponse(BaseModel):
+    similarity: float = Field(description="cosine similarity of the two unit embeddings")
+    distance: float = Field(description="euclidean distance of the two unit embeddings")
+    threshold: float
+    verified: bool = Field(description="similarity >= threshold")
+    faces: VerifyFaces
+    model: str
+    timings_ms: dict[str, float]
+
+
+def recognizer_of(service: Any) -> FaceRecognizer:
+    recognizer: FaceRecognizer = service.pipeline("verify")
+    return recognizer
+
+
+@router.post(
+    "/v1/embed",
+    response_model=EmbedResponse,
+    summary="Detect faces and return an L2-normalised embedding for each",
+    responses=ERROR_RESPONSES,
+    openapi_extra=image_request_body(["image"], EmbedOptions),
+)
+async def embed(request: Request, service: ServiceDep) -> EmbedResponse:
+    started = time.perf_counter()
+    upload = await read_image_request(request, ["image"], service.settings)
+    options = parse_options(EmbedOptions, upload.options)
+    recognizer = recognizer_of(service)
+
+    def job() -> Any:
+        image = decode(upload.files["image"], service.settings)
+        return recognizer.embed_faces(image.rgb, options.params())
+
+    result = await service.gate.run(job)
+    faces = [EmbeddedFace.model_validate({**face.as_dict(), "embedding": [float(v) for v in vector]})
+             for face, vector in zip(result.faces, result.embeddings, strict=True)]
+    return EmbedResponse(faces=faces, model=recognizer.model_name, dimensions=recognizer.dimensions,
+                         timings_ms={**result.timings_ms, "total": round((time.perf_counter() - started) * 1000, 3)})
+
+
+@router.post(
+    "/v1/verify",
+    response_model=VerifyResponse,
+    summary="Are the faces in two images the same person?",
+    responses=ERROR_RESPONSES,
+    openapi_extra=image_request_body(["image_a", "image_b"], VerifyOptions),
+)
+async def verify(request: Request, service: ServiceDep) -> VerifyResponse:
+    started = time.perf_counter()
+    upload = await read_image_request(request, ["image_a", "image_b"], service.settings)
+    options = parse_options(VerifyOptions, upload.options)
+    recognizer = recognizer_of(service)
+
+    def job() -> Any:
+        image_a = decode(upload.files["image_a"], service.settings)
+        image_b = decode(upload.files["image_b"], service.settings)
+        return recognizer.verify(image_a.rgb, image_b.rgb, options.params(), mode=options.face,
+                                 threshold=options.threshold)
+
+    result = await service.gate.run(job)
+    return VerifyResponse(
+        similarity=result.similarity,
+        distance=result.distance,
+        threshold=result.threshold,
+        verified=result.verified,
+        faces=VerifyFaces(a=FaceOut.model_validate(result.face_a.as_dict()),
+                          b=FaceOut.model_validate(result.face_b.as_dict())),
+        model=recognizer.model_name,
+        timings_ms={**result.timings_ms, "total": round((time.perf_counter() - started) * 1000, 3)},
+    )
