@@ -43,7 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         gate = InferenceGate(settings.max_concurrency, settings.max_queue, settings.request_timeout_s,
                              settings.retry_after_s)
-        service = Service(settings=settings, registry=registry, gate=gate, pipelines=build_pipelines(registry, settings.models_dir))
+        pipelines = build_pipelines(registry, settings.models_dir)
+        service = Service(settings=settings, registry=registry, gate=gate, pipelines=pipelines)
         app.state.service = service
         log.info("ready: %d models, providers %s", len(registry.models), registry.active_providers())
         try:
