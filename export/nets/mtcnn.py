@@ -72,8 +72,9 @@ class RNet(nn.Module):
 
 
 class ONet(nn.Module):
-    """Output net on 48x48 crops: image (N, 3, 48, 48) -> box_offsets (N, 4), landmarks (N, 10), face_prob (N,).
+    """Output net on 48x48 crops.
 
+    image (N, 3, 48, 48) -> box_offsets (N, 4), landmarks (N, 10), face_prob (N,);
     landmarks are five x then five y, as fractions of the crop's width and height.
     """
 
