@@ -1,0 +1,428 @@
+"""MTCNN face detection (Zhang et al. 2016) on numpy and OpenCV-free integer arithmetic; no torch.
+
+Stages, each with bounding-box regression and non-maximum suppression (NMS):
+  1. P-Net over an image pyramid -> candidate boxes (NMS per scale, then across scales).
+  2. R-Net on 24x24 crops of the squared candidates, all in one batch.
+  3. O-Net on 48x48 crops, one batch -> final boxes, scores and five landmarks; NMS in 'min' mode.
+
+The numerics follow facenet-pytorch 2.6.0's `detect_face` (the parity reference, see tests/golden/mtcnn/):
+its pyramid sizes, its 'area' resampling (= adaptive average pooling, reproduced here exactly with integral
+images), its (x - 127.5) * 0.0078125 normalisation, its order of NMS steps, its calibration formulas (P-Net
+offsets scale by x2 - x1, R-/O-Net offsets by x2 - x1 + 1), its squaring and its clipping of crops to the
+image. All arrays are float32 like the reference unless a docstring says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from app.errors import InvalidImage, InvalidParameter
+from app.pipelines import Runner
+
+log = logging.getLogger(__name__)
+
+# --- Constants, with their sources -------------------------------------------------------------------------
+PNET_CELL_SIZE = 12  # P-Net's receptive field and smallest detectable face at scale 1 (MTCNN paper, Fig. 2)
+PNET_STRIDE = 2  # P-Net's effective stride: one 2x2 max-pool (MTCNN paper, Fig. 2)
+RNET_INPUT_SIZE = 24  # R-Net input crop (MTCNN paper, Fig. 2)
+ONET_INPUT_SIZE = 48  # O-Net input crop (MTCNN paper, Fig. 2)
+PIXEL_MEAN = 127.5  # input normalisation of the Caffe models, as in facenet-pytorch detect_face
+PIXEL_SCALE = 0.0078125  # = 1/128, same source
+PNET_SCALE_NMS_IOU = 0.5  # NMS within one pyramid level (facenet-pytorch detect_face; the authors' code)
+PNET_CROSS_SCALE_NMS_IOU = 0.7  # NMS over all levels' survivors (same source)
+RNET_NMS_IOU = 0.7  # after R-Net (same source)
+ONET_NMS_MIN_OVERLAP = 0.7  # after O-Net, overlap / smaller area ('Min' mode, same source)
+MIN_FACE_SIZE_FLOOR = PNET_CELL_SIZE  # a smaller min_face_size would upsample beyond P-Net's 12-pixel cell
+SCALE_FACTOR_RANGE = (0.1, 0.95)  # accepted pyramid step; 0.709 ~ 1/sqrt(2) halves the area per level
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # O-Net's order; 'left' is
+# the image's left (the subject's right eye), as in the authors' training annotations
+
+NmsMode = Literal["union", "min"]
+
+
+@dataclass(frozen=True)
+class DetectionParams:
+    """Detector parameters; the defaults are MTCNN's published ones (as in facenet-pytorch's MTCNN)."""
+
+    min_face_size: int = 20
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)  # P-Net, R-Net, O-Net face probability
+    scale_factor: float = 0.709
+    max_faces: int | None = None  # keep only the largest faces (by box area)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_face_size, bool) or not isinstance(self.min_face_size, int | np.integer):
+            raise InvalidParameter(f"min_face_size must be an integer, got {self.min_face_size!r}")
+        if self.min_face_size < MIN_FACE_SIZE_FLOOR:
+            raise InvalidParameter(
+                f"min_face_size must be at least {MIN_FACE_SIZE_FLOOR}, got {self.min_face_size}")
+        if len(self.thresholds) != 3:
+            raise InvalidParameter(
+                f"thresholds must be three numbers (P-Net, R-Net, O-Net), got {self.thresholds!r}")
+        for value in self.thresholds:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise InvalidParameter(f"each threshold must be a number in [0, 1], got {value!r}")
+        low, high = SCALE_FACTOR_RANGE
+        if not isinstance(self.scale_factor, int | float) or not low <= float(self.scale_factor) <= high:
+            raise InvalidParameter(f"scale_factor must be in [{low}, {high}], got {self.scale_factor!r}")
+        if self.max_faces is not None and (
+            isinstance(self.max_faces, bool) or not isinstance(self.max_faces, int) or self.max_faces < 1
+        ):
+            raise InvalidParameter(f"max_faces must be a positive integer, got {self.max_faces!r}")
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detection in image pixel coordinates (the reference's continuous coordinates, not clipped)."""
+
+    box: np.ndarray  # (4,) float32: x1, y1, x2, y2
+    score: float  # O-Net face probability
+    landmarks: np.ndarray  # (5, 2) float32: x, y in LANDMARK_NAMES order
+
+    @property
+    def area(self) -> float:
+        return float(max(self.box[2] - self.box[0], 0.0) * max(self.box[3] - self.box[1], 0.0))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "box": [float(v) for v in self.box],
+            "score": float(self.score),
+            "landmarks": {name: [float(p[0]), float(p[1])] for name, p in zip(LANDMARK_NAMES, self.landmarks,
+                                                                              strict=True)},
+        }
+
+
+@dataclass
+class DetectionResult:
+    faces: list[Face]  # sorted by score, highest first
+    timings_ms: dict[str, float] = field(default_factory=dict)  # per stage
+    candidates: dict[str, int] = field(default_factory=dict)  # boxes alive after each stage
+
+
+# --- Pyramid and resampling ---------------------------------------------------------------------------------
+def pyramid_scales(height: int, width: int, min_face_size: int, scale_factor: float) -> list[float]:
+    """Scales at which P-Net's 12-pixel cell matches faces from min_face_size up to the image's shorter side.
+
+    The first scale maps min_face_size to 12 pixels; each next one multiplies by scale_factor while the
+    scaled shorter side is still at least 12 pixels. Python floats, as in the reference.
+    """
+    first = PNET_CELL_SIZE / min_face_size
+    shorter = min(height, width) * first
+    scales: list[float] = []
+    scale = first
+    while shorter >= PNET_CELL_SIZE:
+        scales.append(scale)
+        scale *= scale_factor
+        shorter *= scale_factor
+    return scales
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """Size of one pyramid level: int(h * scale + 1), as the reference (not a rounding)."""
+    return int(height * scale + 1), int(width * scale + 1)
+
+
+def pooling_bins(length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bins of adaptive average pooling from `length` to `size`: starts (size,) and ends (size,) int64.
+
+    Bin i covers [floor(i * length / size), ceil((i + 1) * length / size)), as torch's adaptive_avg_pool2d
+    (which torch's interpolate(mode='area') is). Bins overlap or repeat when upsampling.
+    """
+    index = np.arange(size, dtype=np.int64)
+    return (index * length) // size, ((index + 1) * length + size - 1) // size
+
+
+class AreaResampler:
+    """Exact 'area' (adaptive average pooling) resampling of one image, by integral images.
+
+    image (H, W, 3) uint8 is read once into row-cumulative sums (3, H + 1, W), exact in int32/int64;
+    pyramid levels and crops are then sums of differences, so every output pixel is the bin's exact integer
+    sum divided by its height and then its width in float32, like the reference.
+    """
+
+    def __init__(self, image: np.ndarray) -> None:
+        height, width = image.shape[:2]
+        self.height, self.width = height, width
+        # int32 holds the 2-D sums while H * W * 255 < 2**31 (8.4 Mpx); larger images use int64.
+        self.dtype = np.int32 if height * width * 255 < 2**31 else np.int64
+        planes = np.ascontiguousarray(image.transpose(2, 0, 1))  # (3, H, W) uint8
+        self.row_cumsum = np.zeros((3, height + 1, width), dtype=self.dtype)  # (3, H+1, W)
+        np.cumsum(planes, axis=1, dtype=self.dtype, out=self.row_cumsum[:, 1:, :])
+        self._integral: np.ndarray | None = None
+
+    @property
+    def integral(self) -> np.ndarray:
+        """(3, H + 1, W + 1) 2-D integral image, computed on first use (crops only)."""
+        if self._integral is None:
+            integral = np.zeros((3, self.height + 1, self.width + 1), dtype=self.dtype)
+            np.cumsum(self.row_cumsum, axis=2, dtype=self.dtype, out=integral[:, :, 1:])
+            self._integral = integral
+        return self._integral
+
+    def level(self, out_height: int, out_width: int) -> np.ndarray:
+        """The whole image resampled to (3, out_height, out_width) float32 pixel values (CHW)."""
+        row_start, row_end = pooling_bins(self.height, out_height)
+        col_start, col_end = pooling_bins(self.width, out_width)
+        rows = self.row_cumsum[:, row_end, :] - self.row_cumsum[:, row_start, :]  # (3, h, W) exact sums
+        cols = np.zeros((3, out_height, self.width + 1), dtype=self.dtype)
+        np.cumsum(rows, axis=2, dtype=self.dtype, out=cols[:, :, 1:])
+        sums = (cols[:, :, col_end] - cols[:, :, col_start]).astype(np.float32)  # (3, h, w)
+        sums /= (row_end - row_start).astype(np.float32)[None, :, None]
+        sums /= (col_end - col_start).astype(np.float32)[None, None, :]
+        return sums
+
+    def crops(self, regions: np.ndarray, size: int) -> np.ndarray:
+        """Crops resampled to (N, 3, size, size) float32 pixel values.
+
+        regions: (N, 4) int64 row_start, row_end, col_start, col_end (half-open, inside the image, non-empty).
+        """
+        integral = self.integral
+        count = regions.shape[0]
+        index = np.arange(size, dtype=np.int64)[None, :]
+        heights = (regions[:, 1] - regions[:, 0])[:, None]
+        widths = (regions[:, 3] - regions[:, 2])[:, None]
+        r0 = regions[:, 0:1] + (index * heights) // size  # (N, size)
+        r1 = regions[:, 0:1] + ((index + 1) * heights + size - 1) // size
+        c0 = regions[:, 2:3] + (index * widths) // size
+        c1 = regions[:, 2:3] + ((index + 1) * widths + size - 1) // size
+        flat = integral.reshape(3, -1)
+        stride = self.width + 1
+        r0s, r1s = (r0 * stride)[:, :, None], (r1 * stride)[:, :, None]  # (N, size, 1)
+        c0s, c1s = c0[:, None, :], c1[:, None, :]  # (N, 1, size)
+        sums = (flat[:, r1s + c1s] - flat[:, r0s + c1s] - flat[:, r1s + c0s] + flat[:, r0s + c0s])
+        sums = sums.astype(np.float32)  # (3, N, size, size)
+        sums /= (r1 - r0).astype(np.float32)[None, :, :, None]
+        sums /= (c1 - c0).astype(np.float32)[None, :, None, :]
+        return np.ascontiguousarray(sums.transpose(1, 0, 2, 3)) if count else sums.reshape(0, 3, size, size)
+
+
+def normalise(pixels: np.ndarray) -> np.ndarray:
+    """(x - 127.5) * 0.0078125 in place on float32 pixel values; returns the same array."""
+    pixels -= np.float32(PIXEL_MEAN)
+    pixels *= np.float32(PIXEL_SCALE)
+    return pixels
+
+
+# --- Box arithmetic -----------------------------------------------------------------------------------------
+def generate_boxes(offsets: np.ndarray, face_prob: np.ndarray, scale: float, threshold: float) -> np.ndarray:
+    """Candidate boxes from one P-Net output map, in image coordinates.
+
+    offsets: (4, h, w) float32, face_prob: (h, w) float32 -> (K, 9) float32 rows
+    x1, y1, x2, y2, score, dx1, dy1, dx2, dy2, in row-major map order. A map cell (row, col) covers the
+    12x12 window at (STRIDE * col, STRIDE * row) of the scaled image; the reference maps it back as
+    floor((STRIDE * col + 1) / scale) .. floor((STRIDE * col + CELL) / scale).
+    """
+    rows, cols = np.nonzero(face_prob >= threshold)
+    cells = np.stack([cols, rows], axis=1).astype(np.float32)  # (K, 2) x, y
+    scale32 = np.float32(scale)
+    top_left = np.floor((np.float32(PNET_STRIDE) * cells + np.float32(1)) / scale32)
+    bottom_right = np.floor((np.float32(PNET_STRIDE) * cells + np.float32(PNET_CELL_SIZE)) / scale32)
+    return np.concatenate(
+        [top_left, bottom_right, face_prob[rows, cols][:, None], offsets[:, rows, cols].T], axis=1
+    ).astype(np.float32, copy=False)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: NmsMode = "union") -> np.ndarray:
+    """Greedy non-maximum suppression; returns kept indices (K,) int64, highest score first.
+
+    boxes: (N, 4) float32 x1 y1 x2 y2; scores: (N,). A box is dropped when its overlap with a kept,
+    higher-scoring box exceeds `threshold`. 'union': intersection over union with continuous areas, as
+    torchvision.ops.nms (used by the reference after P-Net and R-Net). 'min': intersection over the smaller
+    area with the pixel-inclusive (+1) extents of the authors' Matlab code (the reference after O-Net).
+    Each step compares one kept box with all remaining ones at once.
+    """
+    if boxes.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    extra = np.float32(1.0 if mode == "min" else 0.0)
+    x1, y1, x2, y2 = (boxes[:, k] for k in range(4))
+    areas = (x2 - x1 + extra) * (y2 - y1 + extra)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        if not rest.size:
+            break
+        inter_w = np.maximum(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + extra, 0)
+        inter_h = np.maximum(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + extra, 0)
+        inter = inter_w * inter_h
+        if mode == "min":
+            overlap = inter / np.minimum(areas[best], areas[rest])
+        else:
+            overlap = inter / (areas[best] + areas[rest] - inter)
+        order = rest[overlap <= threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def calibrate(boxes: np.ndarray, offsets: np.ndarray, *, pixel_inclusive: bool) -> np.ndarray:
+    """Apply regression offsets: x1 + dx1 * w, y1 + dy1 * h, x2 + dx2 * w, y2 + dy2 * h.
+
+    boxes: (N, 4) float32, offsets: (N, 4) float32 -> (N, 4) float32. The reference takes w = x2 - x1 after
+    P-Net and w = x2 - x1 + 1 (pixel_inclusive) after R-Net and O-Net.
+    """
+    extra = np.float32(1.0 if pixel_inclusive else 0.0)
+    width = boxes[:, 2] - boxes[:, 0] + extra
+    height = boxes[:, 3] - boxes[:, 1] + extra
+    sizes = np.stack([width, height, width, height], axis=1)
+    return (boxes + offsets * sizes).astype(np.float32, copy=False)
+
+
+def square(boxes: np.ndarray) -> np.ndarray:
+    """Grow each box to a square of side max(w, h) about its centre. (N, 4) float32 -> (N, 4) float32."""
+    width = boxes[:, 2] - boxes[:, 0]
+    height = boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(width, height)
+    half = np.float32(0.5)
+    x1 = boxes[:, 0] + width * half - side * half
+    y1 = boxes[:, 1] + height * half - side * half
+    return np.stack([x1, y1, x1 + side, y1 + side], axis=1).astype(np.float32, copy=False)
+
+
+def crop_regions(boxes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels each box covers, clipped to the image: regions (N, 4) int64 and valid (N,) bool.
+
+    Like the reference, coordinates are truncated towards zero and read as 1-based inclusive pixel indices:
+    columns [max(trunc(x1), 1) - 1, min(trunc(x2), W)) and likewise rows. A part of a box outside the image
+    is cut off (the crop is then stretched to the net's input), not zero-padded. A box entirely outside
+    the image gives an empty region: valid is False and the box must be dropped.
+    """
+    coords = np.trunc(boxes).astype(np.int64)
+    x1 = np.maximum(coords[:, 0], 1) - 1
+    y1 = np.maximum(coords[:, 1], 1) - 1
+    x2 = np.minimum(coords[:, 2], width)
+    y2 = np.minimum(coords[:, 3], height)
+    regions = np.stack([y1, y2, x1, x2], axis=1)
+    return regions, (y2 > y1) & (x2 > x1)
+
+
+def landmarks_to_image(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """O-Net landmark fractions to image pixels. boxes (N, 4), points (N, 10) five x then five y -> (N, 5, 2).
+
+    The reference measures from x1 - 1 over the pixel-inclusive width x2 - x1 + 1.
+    """
+    one = np.float32(1.0)
+    width = (boxes[:, 2] - boxes[:, 0] + one)[:, None]
+    height = (boxes[:, 3] - boxes[:, 1] + one)[:, None]
+    xs = width * points[:, :5] + boxes[:, 0:1] - one
+    ys = height * points[:, 5:] + boxes[:, 1:2] - one
+    return np.stack([xs, ys], axis=2).astype(np.float32, copy=False)
+
+
+def largest_faces(faces: Sequence[Face], max_faces: int | None) -> list[Face]:
+    """The max_faces largest faces by box area (all when None), then in score order."""
+    chosen = list(faces)
+    if max_faces is not None and len(chosen) > max_faces:
+        chosen = sorted(chosen, key=lambda face: face.area, reverse=True)[:max_faces]
+    return sorted(chosen, key=lambda face: face.score, reverse=True)
+
+
+# --- The detector -------------------------------------------------------------------------------------------
+def _run(runner: Runner, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """Run a net on its one input; outputs by the names read from the graph."""
+    return dict(zip(runner.output_names, runner.run({runner.input_names[0]: batch}), strict=True))
+
+
+class MtcnnDetector:
+    """The three-stage cascade over three Runners (app.runtime.ModelSession or a test wrapper).
+
+    Nets: mtcnn-pnet (image (1,3,H,W) -> box_offsets (1,4,h,w), face_prob (1,h,w)), mtcnn-rnet
+    (image (N,3,24,24) -> box_offsets (N,4), face_prob (N,)), mtcnn-onet (image (N,3,48,48) -> box_offsets,
+    landmarks (N,10), face_prob). Stateless between calls; safe to share across threads if the Runners are.
+    """
+
+    def __init__(self, pnet: Runner, rnet: Runner, onet: Runner) -> None:
+        self.pnet, self.rnet, self.onet = pnet, rnet, onet
+
+    def detect(self, image_rgb: np.ndarray, params: DetectionParams | None = None) -> list[Face]:
+        """Faces in an (H, W, 3) uint8 RGB image, highest score first; [] when there is none."""
+        return self.run(image_rgb, params).faces
+
+    def run(self, image_rgb: np.ndarray, params: DetectionParams | None = None) -> DetectionResult:
+        """Like detect, with per-stage timings (ms) and candidate counts."""
+        params = params or DetectionParams()
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+            raise InvalidImage(
+                f"expected an (H, W, 3) uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}")
+        result = DetectionResult(faces=[])
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            result.timings_ms[stage] = round((now - clock) * 1000.0, 3)
+            clock = now
+
+        height, width = image_rgb.shape[:2]
+        resampler = AreaResampler(image_rgb)
+        boxes = self._propose(resampler, params)  # (N, 4) squared candidates
+        result.candidates["pnet"] = len(boxes)
+        lap("pnet")
+        boxes, _ = self._refine(resampler, boxes, params.thresholds[1])
+        result.candidates["rnet"] = len(boxes)
+        lap("rnet")
+        boxes, scores, points = self._output(resampler, boxes, params.thresholds[2])
+        result.candidates["onet"] = len(boxes)
+        lap("onet")
+        faces = [Face(box=boxes[i], score=float(scores[i]), landmarks=points[i]) for i in range(len(boxes))]
+        result.faces = largest_faces(faces, params.max_faces)
+        log.debug("mtcnn %dx%d: %s faces, %s ms", width, height, len(result.faces), result.timings_ms)
+        return result
+
+    def _propose(self, resampler: AreaResampler, params: DetectionParams) -> np.ndarray:
+        """Stage 1: P-Net per pyramid level -> (N, 4) float32 calibrated, squared boxes, best first."""
+        height, width = resampler.height, resampler.width
+        per_scale: list[np.ndarray] = []
+        for scale in pyramid_scales(height, width, params.min_face_size, params.scale_factor):
+            level = normalise(resampler.level(*scaled_size(height, width, scale)))
+            outputs = _run(self.pnet, level[None])
+            candidates = generate_boxes(outputs["box_offsets"][0], outputs["face_prob"][0], scale,
+                                        params.thresholds[0])
+            keep = nms(candidates[:, :4], candidates[:, 4], PNET_SCALE_NMS_IOU)
+            per_scale.append(candidates[keep])
+        if not per_scale:
+            return np.zeros((0, 4), dtype=np.float32)
+        candidates = np.concatenate(per_scale, axis=0)  # (N, 9)
+        candidates = candidates[nms(candidates[:, :4], candidates[:, 4], PNET_CROSS_SCALE_NMS_IOU)]
+        return square(calibrate(candidates[:, :4], candidates[:, 5:9], pixel_inclusive=False))
+
+    def _crops(self, resampler: AreaResampler, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised crops (M, 3, size, size) of the boxes that touch the image, and those boxes' indices."""
+        regions, valid = crop_regions(boxes, resampler.height, resampler.width)
+        kept = np.flatnonzero(valid)
+        return normalise(resampler.crops(regions[kept], size)), kept
+
+    def _refine(self, resampler: AreaResampler, boxes: np.ndarray, threshold: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 2: R-Net on all crops at once -> (M, 4) squared boxes and (M,) scores, best first."""
+        if not len(boxes):
+            return boxes, np.zeros(0, dtype=np.float32)
+        crops, kept = self._crops(resampler, boxes, RNET_INPUT_SIZE)
+        outputs = _run(self.rnet, crops)
+        passed = outputs["face_prob"] > threshold
+        boxes, scores = boxes[kept][passed], outputs["face_prob"][passed]
+        offsets = outputs["box_offsets"][passed]
+        keep = nms(boxes, scores, RNET_NMS_IOU)
+        return square(calibrate(boxes[keep], offsets[keep], pixel_inclusive=True)), scores[keep]
+
+    def _output(self, resampler: AreaResampler, boxes: np.ndarray, threshold: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stage 3: O-Net on all crops at once -> boxes (K, 4), scores (K,), landmarks (K, 5, 2), best first.
+
+        Landmarks are placed with the crop boxes, before those boxes are calibrated (as the reference does).
+        """
+        if not len(boxes):
+            return boxes, np.zeros(0, dtype=np.float32), np.zeros((0, 5, 2), dtype=np.float32)
+        crops, kept = self._crops(resampler, boxes, ONET_INPUT_SIZE)
+        outputs = _run(self.onet, crops)
+        passed = outputs["face_prob"] > threshold
+        boxes, scores = boxes[kept][passed], outputs["face_prob"][passed]
+        points = landmarks_to_image(boxes, outputs["landmarks"][passed])
+        boxes = calibrate(boxes, outputs["box_offsets"][passed], pixel_inclusive=True)
+        keep = nms(boxes, scores, ONET_NMS_MIN_OVERLAP, mode="min")
+        return boxes[keep], scores[keep], points[keep]
+
