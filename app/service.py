@@ -19,8 +19,6 @@ EMBEDDING_MODEL = "dlib-face-resnet"
 def build_pipelines(registry: ModelRegistry, models_dir: Path) -> dict[str, Any]:
     """One pipeline object per capability whose models are loaded (filters need none)."""
     from app.pipelines.mtcnn import MtcnnDetector
-    from app.pipelines.recognition import FaceRecognizer
-    from app.pipelines.style import Stylizer, load_catalogue
 
     pipelines: dict[str, Any] = {}
     if all(model_id in registry for model_id in MTCNN_MODELS):
@@ -28,14 +26,6 @@ def build_pipelines(registry: ModelRegistry, models_dir: Path) -> dict[str, Any]
         detector = MtcnnDetector(pnet, rnet, onet)
         pipelines["detect"] = detector
         pipelines["detect_model"] = f"mtcnn ({pnet.entry['version']})"
-        if EMBEDDING_MODEL in registry:
-            embedder = registry.get(EMBEDDING_MODEL)
-            pipelines["verify"] = FaceRecognizer(detector, embedder, f"{EMBEDDING_MODEL} ({embedder.entry['version']})")
-    style_runners = {model_id: model for model_id, model in registry.models.items()
-                     if model.entry.get("task") == "style-transfer"}
-    if (models_dir / "styles.json").exists():
-        gpu = any(model.active_provider in GPU_PROVIDERS for model in style_runners.values())
-        pipelines["stylize"] = Stylizer(style_runners, load_catalogue(models_dir), prefer_fp16=gpu)
     return pipelines
 
 

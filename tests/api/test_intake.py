@@ -31,7 +31,8 @@ def test_multipart_json_and_raw_bodies_agree(client: TestClient) -> None:
     by_raw = client.post("/v1/detect", content=data, headers={"Content-Type": "image/jpeg"})
     assert by_form.status_code == by_json.status_code == by_raw.status_code == 200
     assert by_form.json()["faces"] == by_json.json()["faces"] == by_raw.json()["faces"]
-    assert len(by_form.json()["faces"]) == 1
+    # shared/WEIGHTS.md: the face at p = 0.9997 and facenet-pytorch's one false positive at p = 0.815
+    assert [round(face["score"], 3) for face in by_form.json()["faces"]] == [1.0, 0.815]
 
 
 def test_data_uri_prefix_is_accepted(client: TestClient) -> None:
