@@ -10,7 +10,7 @@ from typing import Any
 from app.config import Settings
 from app.errors import NotReady
 from app.gate import InferenceGate
-from app.runtime import GPU_PROVIDERS, ModelRegistry
+from app.runtime import ModelRegistry
 
 MTCNN_MODELS = ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")
 EMBEDDING_MODEL = "dlib-face-resnet"

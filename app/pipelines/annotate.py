@@ -12,7 +12,7 @@ LANDMARK_COLOURS = ((52, 152, 219), (52, 152, 219), (241, 196, 15), (231, 76, 60
 
 
 def draw_detections(
-    image_rgb: np.ndarray, boxes: Sequence[Sequence[float]], landmarks: Sequence[np.ndarray]
+    image_rgb: np.ndarray, boxes: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]
 ) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> a copy with each box (x1, y1, x2, y2) and its five landmarks (5, 2) drawn."""
     canvas = np.ascontiguousarray(image_rgb.copy())
