@@ -16,7 +16,7 @@ from app.deps import require_api_key
 from app.gate import InferenceGate
 from app.handlers import install_error_handlers
 from app.middleware import MetricsMiddleware
-from app.routers import detect, ops
+from app.routers import detect, ops, web
 from app.runtime import ModelRegistry
 from app.service import Service, build_pipelines
 
@@ -62,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])
     app.add_middleware(MetricsMiddleware)
     app.include_router(ops.router)
+    app.include_router(web.router)
+    app.mount("/static", web.static_files(), name="static")
     protected = [Depends(require_api_key)]
     app.include_router(ops.v1_router, dependencies=protected)
     app.include_router(detect.router, dependencies=protected)
