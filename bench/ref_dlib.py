@@ -1,6 +1,6 @@
 """Reference side of the dlib checks: runs INSIDE .cache/ref-dlib-venv (dlib + face_recognition), never in
-the service's venv. Called as a subprocess by tests/models/test_dlib_parity.py, tests/golden/dlib/make_goldens.py
-and bench/bench_verify.py; exchanges arrays through .npz files.
+the service's venv. Called as a subprocess by tests/models/test_dlib_parity.py,
+tests/golden/dlib/make_goldens.py and bench/bench_verify.py; exchanges arrays through .npz files.
 
   python bench/ref_dlib.py describe IN.npz OUT.npz   IN: chips (N,150,150,3) uint8 -> OUT: descriptors (N,128)
   python bench/ref_dlib.py photos OUT.npz PHOTO...     face_recognition's own pipeline on each photo (and its

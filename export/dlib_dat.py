@@ -96,7 +96,7 @@ class _Stream:
         start = self.pos
         version = self.integer()
         if version != 2:
-            raise DatFormatError(f"byte {start}: tensor version {version}, only version 2 (raw float32) is read")
+            raise DatFormatError(f"byte {start}: tensor version {version}, only 2 (raw float32) is read")
         shape = tuple(self.integer() for _ in range(4))
         if min(shape) < 0:
             raise DatFormatError(f"byte {start}: negative tensor dimension {shape}")
@@ -118,8 +118,9 @@ class _Stream:
 _LayerReader = Callable[["_Stream", str, int], DlibLayer]
 
 
-def _split_params(params: np.ndarray, shapes: list[tuple[int, int, int, int]], where: int) -> list[np.ndarray]:
-    """Cut a layer's flat `params` into the alias tensors that view it, in order (dlib lays them back to back)."""
+def _split_params(params: np.ndarray, shapes: list[tuple[int, int, int, int]], where: int,
+                  ) -> list[np.ndarray]:
+    """Cut a layer's flat `params` into the alias tensors that view it (dlib lays them back to back)."""
     flat = params.reshape(-1)
     sizes = [int(np.prod(shape)) for shape in shapes]
     if sum(sizes) != flat.size:
@@ -147,7 +148,8 @@ def _read_affine(s: _Stream, tag: str, at: int) -> DlibLayer:
     gamma_shape, beta_shape = s.alias(), s.alias()
     mode = s.integer()  # dlib layer_mode: 0 = CONV_MODE (per channel), 1 = FC_MODE
     gamma, beta = _split_params(params, [gamma_shape, beta_shape], at)
-    return DlibLayer("affine", tag, at, {"mode": mode}, {"gamma": gamma.reshape(-1), "beta": beta.reshape(-1)})
+    tensors = {"gamma": gamma.reshape(-1), "beta": beta.reshape(-1)}
+    return DlibLayer("affine", tag, at, {"mode": mode}, tensors)
 
 
 def _read_pool(kind: str) -> _LayerReader:
@@ -175,7 +177,7 @@ def _read_fc(s: _Stream, tag: str, at: int) -> DlibLayer:
     weights, biases = _split_params(params, [weights_shape, biases_shape], at)
     ints = {"num_outputs": num_outputs, "num_inputs": num_inputs, "bias_mode": bias_mode}
     # dlib computes x @ W with W stored (num_inputs, num_outputs).
-    tensors = {"weight": weights.reshape(num_inputs, num_outputs)}
+    tensors: dict[str, np.ndarray] = {"weight": weights.reshape(num_inputs, num_outputs)}
     if biases.size:
         tensors["bias"] = biases.reshape(-1)
     return DlibLayer("fc", tag, at, ints, tensors)
@@ -195,7 +197,8 @@ _TAG_PATTERNS = {bytes([0x01, len(tag)]) + tag.encode(): tag for tag in _LAYER_R
 
 def _next_tag(data: bytes, start: int) -> tuple[int, str] | None:
     """Position of the next layer tag (its length integer), checking that only bookkeeping precedes it."""
-    found = [(data.find(pattern, start, start + _MAX_GLUE_BYTES), tag) for pattern, tag in _TAG_PATTERNS.items()]
+    stop = start + _MAX_GLUE_BYTES
+    found = [(data.find(pattern, start, stop), tag) for pattern, tag in _TAG_PATTERNS.items()]
     hits = [(pos, tag) for pos, tag in found if pos >= 0]
     end = min(hits)[0] if hits else min(len(data), start + _MAX_GLUE_BYTES)
     glue = _Stream(data[:end], start)

@@ -1,4 +1,4 @@
-"""Face verification on dlib ResNet descriptors: embed aligned chips, compare unit vectors, pick the best pair.
+"""Face verification on dlib ResNet descriptors: embed chips, compare unit vectors, pick the best pair.
 
 Pure numpy. The embedding model is models/dlib_face_resnet.onnx (export/convert_dlib.py): input
 (N, 3, 150, 150) float32 RGB 0..255, output dlib's raw 128-D descriptor, which is L2-normalised here.
@@ -92,4 +92,5 @@ def best_match(a: np.ndarray, b: np.ndarray, threshold: float = DEFAULT_THRESHOL
     sims = similarity_matrix(l2_normalise(a), l2_normalise(b))
     i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
     similarity = float(sims[i, j])
-    return Match(int(i), int(j), similarity, float(similarity_to_distance(similarity)), similarity >= threshold)
+    distance = float(similarity_to_distance(similarity))
+    return Match(int(i), int(j), similarity, distance, similarity >= threshold)

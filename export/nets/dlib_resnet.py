@@ -54,6 +54,8 @@ class ResidualBlock(nn.Module):
 class DlibFaceResNet(nn.Module):
     """`blocks` lists (in_channels, out_channels, down) per residual block, from input to output."""
 
+    mean: torch.Tensor  # (1, 3, 1, 1) dlib's per-channel input mean, RGB
+
     def __init__(self, blocks: list[tuple[int, int, bool]], mean_rgb: tuple[float, float, float],
                  stem_channels: int = 32, embedding_size: int = 128) -> None:
         super().__init__()
