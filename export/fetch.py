@@ -61,7 +61,7 @@ def _find_archive(package: RegistryPackage, directory: Path) -> Path | None:
     suffixes = {"wheel": (".whl",), "sdist": (".tar.gz", ".zip"), "npm": (".tgz",)}[package.kind]
     for candidate in sorted(directory.iterdir()) if directory.exists() else []:
         stem = _normalised(candidate.name)
-        if stem.startswith(f"{wanted}-{package.version}") and candidate.name.endswith(suffixes):
+        if stem.startswith(_normalised(f"{wanted}-{package.version}")) and candidate.name.endswith(suffixes):
             return candidate
     return None
 
