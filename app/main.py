@@ -17,7 +17,7 @@ from app.deps import require_api_key
 from app.gate import InferenceGate
 from app.handlers import install_error_handlers
 from app.middleware import MetricsMiddleware
-from app.routers import detect, ops, verify, web
+from app.routers import detect, ops, stylize, verify, web
 from app.runtime import ModelRegistry
 from app.service import Service, build_pipelines
 
@@ -71,4 +71,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.v1_router, dependencies=protected)
     app.include_router(detect.router, dependencies=protected)
     app.include_router(verify.router, dependencies=protected)
+    app.include_router(stylize.router, dependencies=protected)
     return app
