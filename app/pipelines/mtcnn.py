@@ -62,7 +62,7 @@ class DetectionParams:
         if self.min_face_size < MIN_FACE_SIZE_FLOOR:
             raise InvalidParameter(
                 f"min_face_size must be at least {MIN_FACE_SIZE_FLOOR}, got {self.min_face_size}")
-        if len(self.thresholds) != 3:
+        if not isinstance(self.thresholds, Sequence) or len(self.thresholds) != 3:
             raise InvalidParameter(
                 f"thresholds must be three numbers (P-Net, R-Net, O-Net), got {self.thresholds!r}")
         for value in self.thresholds:
@@ -75,6 +75,10 @@ class DetectionParams:
             isinstance(self.max_faces, bool) or not isinstance(self.max_faces, int) or self.max_faces < 1
         ):
             raise InvalidParameter(f"max_faces must be a positive integer, got {self.max_faces!r}")
+        # Plain Python values from here on (a list or numpy scalars may come in).
+        object.__setattr__(self, "min_face_size", int(self.min_face_size))
+        object.__setattr__(self, "thresholds", tuple(float(v) for v in self.thresholds))
+        object.__setattr__(self, "scale_factor", float(self.scale_factor))
 
 
 @dataclass(frozen=True)

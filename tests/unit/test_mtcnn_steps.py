@@ -149,7 +149,11 @@ def test_defaults_are_mtcnns() -> None:
     params = DetectionParams()
     assert (params.min_face_size, params.thresholds, params.scale_factor, params.max_faces) == (
         20, (0.6, 0.7, 0.7), 0.709, None)
-    DetectionParams(min_face_size=12, thresholds=(0.0, 0.5, 1.0), scale_factor=0.1, max_faces=1)
+    params = DetectionParams(min_face_size=np.int64(12), thresholds=[0, 0.5, 1], scale_factor=0.1,  # type: ignore[arg-type]
+                             max_faces=1)
+    assert params.thresholds == (0.0, 0.5, 1.0) and type(params.min_face_size) is int
+    with pytest.raises(InvalidParameter):
+        DetectionParams(thresholds="0.6")  # type: ignore[arg-type]
 
 
 class SilentPNet:
