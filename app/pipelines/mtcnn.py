@@ -394,6 +394,8 @@ class MtcnnDetector:
         if not len(boxes):
             return boxes, np.zeros(0, dtype=np.float32)
         crops, kept = self._crops(resampler, boxes, RNET_INPUT_SIZE)
+        if not len(kept):
+            return boxes[kept], np.zeros(0, dtype=np.float32)
         outputs = _run(self.rnet, crops)
         passed = outputs["face_prob"] > threshold
         boxes, scores = boxes[kept][passed], outputs["face_prob"][passed]
@@ -407,9 +409,9 @@ class MtcnnDetector:
 
         Landmarks are placed with the crop boxes, before those boxes are calibrated (as the reference does).
         """
-        if not len(boxes):
-            return boxes, np.zeros(0, dtype=np.float32), np.zeros((0, 5, 2), dtype=np.float32)
         crops, kept = self._crops(resampler, boxes, ONET_INPUT_SIZE)
+        if not len(kept):
+            return boxes[kept], np.zeros(0, dtype=np.float32), np.zeros((0, 5, 2), dtype=np.float32)
         outputs = _run(self.onet, crops)
         passed = outputs["face_prob"] > threshold
         boxes, scores = boxes[kept][passed], outputs["face_prob"][passed]

@@ -189,6 +189,21 @@ def test_detector_without_candidates_returns_empty_list_and_runs_each_level_once
     assert detector.detect(np.zeros((5, 5, 3), np.uint8)) == []  # smaller than one P-Net cell
 
 
+class OutsidePNet(SilentPNet):
+    """One confident cell whose regression offsets push the box far right of the image."""
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        prob, offsets = super().run(feeds)
+        prob[0, 0, 0] = 0.99
+        offsets[0, [0, 2], 0, 0] = 100.0
+        return [prob, offsets]
+
+
+def test_boxes_entirely_outside_the_image_are_dropped_before_rnet() -> None:
+    result = MtcnnDetector(OutsidePNet(), Unused(), Unused()).run(np.zeros((40, 40, 3), np.uint8))
+    assert result.candidates["pnet"] >= 1 and result.candidates["rnet"] == 0 and result.faces == []
+
+
 @pytest.mark.parametrize("image", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8),
                                    np.zeros((10, 10, 3), np.float32)])
 def test_detector_rejects_non_rgb8_images(image: np.ndarray) -> None:
