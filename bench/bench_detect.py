@@ -71,7 +71,8 @@ class Reference:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        assert self.process.stdin is not None and self.process.stdout is not None  # noqa: S101 - set by Popen
+        if self.process.stdin is None or self.process.stdout is None:
+            raise RuntimeError("the reference worker has no pipes")
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
