@@ -59,6 +59,15 @@ def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
         model.metadata_props.add(key=key, value=str(metadata[key]))
 
 
+def strip_trace_metadata(model: onnx.ModelProto) -> None:
+    """Drop the exporter's per-node debug metadata (stack traces with absolute paths and line numbers, FX node
+    dumps): it would make a file depend on where, and from which revision of the code, it was exported."""
+    nodes = list(model.graph.node) + [node for function in model.functions for node in function.node]
+    for node in nodes:
+        del node.metadata_props[:]
+        node.doc_string = ""
+
+
 def load_manifest(models_dir: Path = MODELS_DIR) -> dict[str, Any]:
     path = models_dir / MANIFEST_NAME
     if not path.exists():
@@ -90,6 +99,7 @@ def write_model(
 ) -> dict[str, Any]:
     """Serialise `model` to models_dir/file_name and upsert its manifest entry. Call only after parity passed."""
     models_dir.mkdir(parents=True, exist_ok=True)
+    strip_trace_metadata(model)  # every file written is independent of the checkout path
     set_metadata(model, {"atelier.id": model_id, "atelier.version": version, "atelier.licence": licence})
     data = model.SerializeToString()
     target = models_dir / file_name
