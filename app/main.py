@@ -16,7 +16,7 @@ from app.deps import require_api_key
 from app.gate import InferenceGate
 from app.handlers import install_error_handlers
 from app.middleware import MetricsMiddleware
-from app.routers import detect, ops, web
+from app.routers import detect, ops, verify, web
 from app.runtime import ModelRegistry
 from app.service import Service, build_pipelines
 
@@ -67,4 +67,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     protected = [Depends(require_api_key)]
     app.include_router(ops.v1_router, dependencies=protected)
     app.include_router(detect.router, dependencies=protected)
+    app.include_router(verify.router, dependencies=protected)
     return app

@@ -19,6 +19,7 @@ EMBEDDING_MODEL = "dlib-face-resnet"
 def build_pipelines(registry: ModelRegistry, models_dir: Path) -> dict[str, Any]:
     """One pipeline object per capability whose models are loaded (filters need none)."""
     from app.pipelines.mtcnn import MtcnnDetector
+    from app.pipelines.recognition import FaceRecognizer
 
     pipelines: dict[str, Any] = {}
     if all(model_id in registry for model_id in MTCNN_MODELS):
@@ -26,6 +27,9 @@ def build_pipelines(registry: ModelRegistry, models_dir: Path) -> dict[str, Any]
         detector = MtcnnDetector(pnet, rnet, onet)
         pipelines["detect"] = detector
         pipelines["detect_model"] = f"mtcnn ({pnet.entry['version']})"
+        if EMBEDDING_MODEL in registry:
+            embedder = registry.get(EMBEDDING_MODEL)
+            pipelines["verify"] = FaceRecognizer(detector, embedder, f"{EMBEDDING_MODEL} ({embedder.entry['version']})")
     return pipelines
 
 
