@@ -412,6 +412,7 @@
         resultUrl = URL.createObjectURL(blob);
         const output = $("#stylize-output");
         await Promise.all([loaded(output, resultUrl), loaded($("#stylize-original"), fileUrls.get($("#stylize-image")))]);
+        compare.style.setProperty("--ar", String(output.naturalWidth / output.naturalHeight));
         compareRange.value = 50;
         compare.style.setProperty("--pos", "50%");
         const timing = /inference;dur=([\d.]+)/.exec(response.headers.get("Server-Timing") || "");
@@ -436,11 +437,15 @@
 
   // ------------------------------------------------------------------ faces on a photo (SVG in image pixels)
 
+  // Boxes and landmarks are SVG in the image's pixel coordinates (viewBox = image size), so they scale with the
+  // photo; the numbers are HTML tags placed in percent, so they keep a readable size at any scale.
   function drawFaces(overlay, width, height, faces, { dimOutside = false } = {}) {
     overlay.setAttribute("viewBox", `0 0 ${width} ${height}`);
     overlay.setAttribute("preserveAspectRatio", "none");
     overlay.replaceChildren();
-    const unit = Math.max(width, height) / 100;
+    const frame = overlay.parentElement;
+    frame.style.setProperty("--ar", String(width / height));
+    $$(".face-tag", frame).forEach((tag) => tag.remove());
     if (dimOutside && faces.length) {
       const [x1, y1, x2, y2] = faces[0].box;
       overlay.append(svg("path", {
@@ -453,21 +458,22 @@
       const [x1, y1, x2, y2] = face.box;
       const group = svg("g", { "data-face": i });
       group.append(svg("rect", {
-        class: "face-box", x: x1, y: y1, width: x2 - x1, height: y2 - y1, stroke: colour, rx: unit * 0.3,
+        class: "face-box", x: x1, y: y1, width: x2 - x1, height: y2 - y1, stroke: colour,
       }));
-      const radius = Math.max(unit * 0.35, (x2 - x1) / 30);
+      const radius = Math.max(Math.max(width, height) / 300, (x2 - x1) / 32);
       for (const [x, y] of Object.values(face.landmarks || {})) {
         group.append(svg("circle", { class: "landmark", cx: x, cy: y, r: radius, fill: colour }));
       }
-      if (face.label !== null) {
-        const size = Math.max(unit * 2.4, 10);
-        const text = svg("text", {
-          class: "face-label", x: x1, y: Math.max(size, y1 - size * 0.3), "font-size": size, "stroke-width": size / 6,
-        });
-        text.textContent = face.label ?? String(i + 1);
-        group.append(text);
-      }
       overlay.append(group);
+      if (face.label !== null) {
+        const tag = el("span", { className: "face-tag", textContent: face.label ?? String(i + 1) });
+        tag.setAttribute("aria-hidden", "true");
+        tag.style.background = colour;
+        tag.style.left = `${(Math.max(0, x1) / width) * 100}%`;
+        tag.style.top = `${(Math.max(0, y1) / height) * 100}%`;
+        if (y1 / height < 0.06) tag.classList.add("inside");
+        frame.append(tag);
+      }
     });
   }
 
@@ -590,11 +596,14 @@
             "Atelier judges that both photos show the same person."
           : `The faces' similarity is ${round(similarity, 3)}, below the threshold of ${round(result.threshold, 3)}: ` +
             "Atelier judges that the photos show different people.";
-        const clamp = (v) => Math.min(1, Math.max(0, v));
-        $("#verify-gauge-fill").style.width = `${clamp(similarity) * 100}%`;
-        $("#verify-gauge-threshold").style.left = `${clamp(result.threshold) * 100}%`;
+        // The scale runs up to 1 (identical) from 0.5, or lower when a value needs room: faces rarely score below.
+        const low = Math.max(-1, Math.min(0.5, Math.floor((Math.min(similarity, result.threshold) - 0.05) * 10) / 10));
+        const place = (v) => `${((Math.min(1, Math.max(low, v)) - low) / (1 - low)) * 100}%`;
+        $("#verify-gauge-fill").style.width = place(similarity);
+        $("#verify-gauge-threshold").style.left = place(result.threshold);
+        $("#verify-gauge-scale").replaceChildren(...[low, (low + 1) / 2, 1].map((v) => el("span", { textContent: String(Number(v.toFixed(2))) })));
         $("#verify-gauge").setAttribute("aria-label",
-          `Similarity ${round(similarity, 3)} on a scale from 0 to 1; the threshold is ${round(result.threshold, 3)}.`);
+          `Similarity ${round(similarity, 3)} on a scale from ${low} to 1; the threshold is ${round(result.threshold, 3)}.`);
         const total = result.timings_ms && result.timings_ms.total;
         $("#verify-meta").textContent = `Distance ${round(result.distance, 3)} · model: ${result.model}` +
           (total ? ` · ${formatMs(total)} on the server` : "");

@@ -46,7 +46,14 @@ def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`uvicorn app.main:create_app --factory` in a subprocess on a free loopback port, ready before tests run."""
+    """`uvicorn app.main:create_app --factory` in a subprocess on a free loopback port, ready before tests run.
+
+    ATELIER_TEST_SERVER=http://host:port runs the tests against a server that is already running instead.
+    """
+    external = os.environ.get("ATELIER_TEST_SERVER")
+    if external:
+        yield external.rstrip("/")
+        return
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATELIER_")}
     env.update({"ATELIER_MODELS_DIR": str(MODELS_DIR), "ATELIER_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"})
