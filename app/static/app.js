@@ -160,6 +160,11 @@
     showResult() {
       this.placeholder.hidden = true;
       this.result.hidden = false;
+      // One column (phones): the result is below the form, so bring it into view.
+      if (matchMedia("(max-width: 880px)").matches && this.results.getBoundingClientRect().top > innerHeight * 0.6) {
+        const smooth = !matchMedia("(prefers-reduced-motion: reduce)").matches;
+        this.results.scrollIntoView({ behavior: smooth ? "smooth" : "auto", block: "start" });
+      }
     }
 
     clearError() {
