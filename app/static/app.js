@@ -133,6 +133,7 @@
       this.result = $(".result", section);
       this.running = false;
       this.timer = null;
+      this.sent = []; // the file inputs of the request in flight
     }
 
     start(text) {
@@ -174,7 +175,12 @@
 
     fail(err) {
       this.finish("");
-      const { title, advice } = explain(err);
+      let { title, advice } = explain(err);
+      if (err.code === "INVALID_IMAGE" && this.sent.length > 1) {
+        // The server does not say which upload it could not read; the browser could not preview that one either.
+        const unreadable = this.sent.filter((input) => input.dataset.previewFailed === "true");
+        if (unreadable.length === 1) title = `${unreadable[0].dataset.what} is not an image Atelier can read.`;
+      }
       this.error.hidden = false;
       const parts = [el("p", { className: "error-title", textContent: title }), el("p", { textContent: advice })];
       if (err instanceof ApiError) {
@@ -220,8 +226,10 @@
       const url = URL.createObjectURL(file);
       fileUrls.set(input, url);
       name.textContent = `${file.name} · ${formatBytes(file.size)}`;
+      input.dataset.previewFailed = "false";
       preview.onload = () => { preview.hidden = false; };
       preview.onerror = () => {
+        input.dataset.previewFailed = "true";
         preview.hidden = true;
         name.textContent = `${file.name} · ${formatBytes(file.size)} — no preview: this may not be an image`;
       };
@@ -285,10 +293,10 @@
   // ------------------------------------------------------------------ Stylize
 
   const STYLE_GROUPS = [
+    ["arbitrary", "Any style", "the style of a second image of yours (Ghiasi et al. 2017)"],
     ["multi-style", "Network styles", "26 painting styles learnt by one network (Dumoulin et al. 2017)"],
     ["trained", "Trained styles", "one network per style (Johnson et al. 2016)"],
     ["filter", "Filters", "OpenCV's non-photorealistic rendering"],
-    ["arbitrary", "Any style", "the style of a second image of yours (Ghiasi et al. 2017)"],
   ];
 
   function setupStylize() {
@@ -375,17 +383,14 @@
         note.textContent = "This server has no styles installed.";
         return;
       }
-      let first = true;
+      const initial = (styles.find((s) => s.kind !== "arbitrary") || styles[0]).id;
       const known = new Set(STYLE_GROUPS.map(([kind]) => kind));
       const groups = [...STYLE_GROUPS, ["other", "Other styles", ""]];
       for (const [kind, title, about] of groups) {
         const members = styles.filter((s) => (kind === "other" ? !known.has(s.kind) : s.kind === kind));
         if (!members.length) continue;
         const grid = el("div", { className: "gallery-grid" });
-        for (const style of members) {
-          grid.append(styleCard(style, first));
-          first = false;
-        }
+        for (const style of members) grid.append(styleCard(style, style.id === initial));
         const heading = el("h3", { textContent: title, title: about });
         gallery.append(heading, grid);
       }
@@ -400,8 +405,10 @@
         const style = selectedStyle();
         if (!style) throw clientError("Pick a style first.", "Choose one of the styles in the gallery.");
         const fields = [["image", photo]];
+        panel.sent = [$("#stylize-image")];
         if (style.kind === "arbitrary") {
           fields.push(["style_image", chosenFile($("#stylize-style-image"), "a style image")]);
+          panel.sent.push($("#stylize-style-image"));
         } else {
           fields.push(["style", style.id]);
         }
@@ -510,11 +517,11 @@
         const photo = chosenFile($("#detect-image"), "a photo");
         const fields = [
           ["image", photo],
-          ["min_face_size", number("detect-min-face", "Smallest face")],
+          ["min_face_size", number("detect-min-face", "Min. face")],
           ["thresholds", ["detect-t1", "detect-t2", "detect-t3"].map((id, i) => number(id, ["P-Net", "R-Net", "O-Net"][i])).join(",")],
           ["scale_factor", number("detect-scale", "Pyramid step")],
         ];
-        if ($("#detect-max-faces").value.trim() !== "") fields.push(["max_faces", number("detect-max-faces", "At most")]);
+        if ($("#detect-max-faces").value.trim() !== "") fields.push(["max_faces", number("detect-max-faces", "Max. faces")]);
         const body = new FormData();
         for (const [name, value] of fields) body.append(name, value);
 
@@ -547,7 +554,7 @@
           return item;
         }));
         $("#detect-summary").textContent = count === 0
-          ? `No face found in this ${result.width} × ${result.height} photo. Try a smaller “Smallest face” or lower thresholds.`
+          ? `No face found in this ${result.width} × ${result.height} photo. Try a smaller “Min. face” or lower thresholds.`
           : `${count} face${count === 1 ? "" : "s"} found in this ${result.width} × ${result.height} photo.`;
         const total = result.timings_ms && result.timings_ms.total;
         $("#detect-meta").textContent = `Model: ${result.model}` + (total ? ` · ${formatMs(total)} on the server` : "");
@@ -570,6 +577,7 @@
         const first = chosenFile($("#verify-image-a"), "the first photo");
         const second = chosenFile($("#verify-image-b"), "the second photo");
         const fields = [["image_a", first], ["image_b", second], ["face", $("#verify-face").value]];
+        panel.sent = [$("#verify-image-a"), $("#verify-image-b")];
         const threshold = $("#verify-threshold").value.trim();
         if (threshold !== "") {
           if (!Number.isFinite(Number(threshold))) {

@@ -77,7 +77,8 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"the server was not ready within {SERVER_START_TIMEOUT_S} s:\n{log_path.read_text()[-4000:]}")
+                log_tail = log_path.read_text()[-4000:]
+                pytest.fail(f"the server was not ready within {SERVER_START_TIMEOUT_S} s:\n{log_tail}")
             time.sleep(0.2)
         yield url
     finally:

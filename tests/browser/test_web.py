@@ -171,7 +171,7 @@ def test_detect_explains_a_file_that_is_not_an_image(page: Any, photos: dict[str
 
     # A value the API refuses: its message is shown with the plain-words explanation.
     page.set_input_files("#detect-image", str(photos["astronaut"]))
-    panel.get_by_label("Smallest face (px)").fill("5")
+    panel.get_by_label("Min. face (px)").fill("5")
     page.get_by_role("button", name="Detect faces").click()
     wait_done(panel)
     expect(alert.locator(".error-title")).to_have_text("One of the settings is not accepted.")
@@ -228,7 +228,8 @@ def test_stylize_gallery_and_result(page: Any, photos: dict[str, Path], server_u
         const size = (img) => { const c = document.createElement('canvas'); c.width = img.naturalWidth;
             c.height = img.naturalHeight; const g = c.getContext('2d'); g.drawImage(img, 0, 0);
             return g.getImageData(0, 0, c.width, c.height).data; };
-        const a = size(document.querySelector('#stylize-output')), b = size(document.querySelector('#stylize-original'));
+        const a = size(document.querySelector('#stylize-output'));
+        const b = size(document.querySelector('#stylize-original'));
         let total = 0; for (let i = 0; i < a.length; i += 4) total += Math.abs(a[i] - b[i]);
         return total / (a.length / 4); }""")
     assert differs > 5, f"mean red difference {differs} between the result and the original"
@@ -254,6 +255,12 @@ def test_stylize_any_style_takes_a_second_image(page: Any, photos: dict[str, Pat
     expect(panel.locator("#style-image-box")).to_be_visible()
     page.get_by_role("button", name="Stylize").click()
     expect(panel.get_by_role("alert")).to_contain_text("Choose a style image first.")
+    # The server does not say which upload it could not read; the page names the one it could not preview either.
+    page.set_input_files("#stylize-style-image", str(photos["not-an-image"]))
+    page.get_by_role("button", name="Stylize").click()
+    wait_done(panel)
+    expect(panel.get_by_role("alert").locator(".error-title")).to_have_text(
+        "The style image is not an image Atelier can read.")
     page.set_input_files("#stylize-style-image", str(photos["coffee"]))
     panel.get_by_label("Preserve colours").check()
     panel.get_by_label("File format").select_option("jpeg")
@@ -293,7 +300,7 @@ def test_verify_says_same_person_or_not(page: Any, photos: dict[str, Path], serv
         expect(panel.locator(f"#verify-overlay-{side} circle.landmark")).to_have_count(5)
         width, height = panel.locator(f"#verify-photo-{side}").evaluate("i => [i.naturalWidth, i.naturalHeight]")
         x, y, w, h = (float(boxes.get_attribute(a) or "nan") for a in ("x", "y", "width", "height"))
-        assert 0 <= x and 0 <= y and x + w <= width + 1 and y + h <= height + 1
+        assert x >= 0 and y >= 0 and x + w <= width + 1 and y + h <= height + 1
     gauge = panel.locator("#verify-gauge").get_attribute("aria-label") or ""
     assert gauge.startswith("Similarity 0.9"), gauge
     save_screenshot(page, screenshot_dir, "verify")
