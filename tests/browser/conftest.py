@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +45,17 @@ def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
-@pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`uvicorn app.main:create_app --factory` in a subprocess on a free loopback port, ready before tests run.
+@contextmanager
+def running_server(log_dir: Path, **settings: str) -> Iterator[str]:
+    """`uvicorn app.main:create_app --factory` in a subprocess on a free loopback port; yields its URL once ready.
 
-    ATELIER_TEST_SERVER=http://host:port runs the tests against a server that is already running instead.
+    settings: extra ATELIER_* environment variables (the caller's own ATELIER_* variables are not passed on).
     """
-    external = os.environ.get("ATELIER_TEST_SERVER")
-    if external:
-        yield external.rstrip("/")
-        return
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATELIER_")}
     env.update({"ATELIER_MODELS_DIR": str(MODELS_DIR), "ATELIER_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"})
-    log_path = tmp_path_factory.mktemp("server") / "uvicorn.log"
+    env.update({f"ATELIER_{name.upper()}": value for name, value in settings.items()})
+    log_path = log_dir / f"uvicorn-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", "127.0.0.1",
@@ -88,6 +86,20 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server the page tests use, serving the committed models.
+
+    ATELIER_TEST_SERVER=http://host:port runs the tests against a server that is already running instead.
+    """
+    external = os.environ.get("ATELIER_TEST_SERVER")
+    if external:
+        yield external.rstrip("/")
+        return
+    with running_server(tmp_path_factory.mktemp("server")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

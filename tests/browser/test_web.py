@@ -6,12 +6,15 @@ Regenerate the README's screenshots with:  ATELIER_SCREENSHOTS=docs .venv/bin/py
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
+
+from tests.browser.conftest import running_server
 
 pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
@@ -187,7 +190,7 @@ def test_detect_explains_a_file_that_is_not_an_image(page: Any, photos: dict[str
 
 
 def test_stylize_gallery_and_result(page: Any, photos: dict[str, Path], server_url: str, served_paths: set[str],
-                                    screenshot_dir: Path | None) -> None:
+                                    screenshot_dir: Path | None, tmp_path: Path) -> None:
     need(served_paths, "/v1/stylize")
     with urllib.request.urlopen(f"{server_url}/v1/styles") as response:  # noqa: S310 - loopback
         styles = json.load(response)["styles"]
@@ -221,8 +224,14 @@ def test_stylize_gallery_and_result(page: Any, photos: dict[str, Path], server_u
     original = panel.locator("#stylize-original")
     assert original.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [width, height]
     expect(panel.locator("#stylize-meta")).to_contain_text(f"{width} × {height} px")
-    download = panel.get_by_role("link", name="Download")
-    expect(download).to_have_attribute("download", f"chelsea-{network['id']}.png")
+    # The download is the stylised image itself, at the photo's size.
+    with page.expect_download() as download_info:
+        panel.get_by_role("link", name="Download").click()
+    download = download_info.value
+    assert download.suggested_filename == f"chelsea-{network['id']}.png"
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    assert image_size(saved) == (width, height)
     # The stylised picture differs from the original (the server did paint it).
     differs = page.evaluate("""() => {
         const size = (img) => { const c = document.createElement('canvas'); c.width = img.naturalWidth;
@@ -316,3 +325,39 @@ def test_verify_names_the_photo_without_a_face(page: Any, photos: dict[str, Path
     alert = panel.get_by_role("alert")
     expect(alert.locator(".error-title")).to_have_text("No face was found in the first photo.")
     expect(alert).to_contain_text("Use a photo where a face is clearly visible")
+
+
+# ---------------------------------------------------------------------------------------------- API keys
+
+
+def test_api_key_entered_on_the_page(browser: Any, photos: dict[str, Path], tmp_path: Path) -> None:
+    if os.environ.get("ATELIER_TEST_SERVER"):
+        pytest.skip("starts its own server with API keys")
+    key = "page-test-key-1234"
+    with running_server(tmp_path, api_keys=key) as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=url)
+        try:
+            page = context.new_page()
+            page.goto("/#detect")
+            page.wait_for_selector("html[data-ready=true]")
+            panel = page.locator("#panel-detect")
+            page.set_input_files("#detect-image", str(photos["astronaut"]))
+            page.get_by_role("button", name="Detect faces").click()
+            wait_done(panel)
+            alert = panel.get_by_role("alert")
+            expect(alert.locator(".error-title")).to_have_text("This server needs an API key.")
+            expect(alert.locator(".error-detail")).to_contain_text("HTTP 401 UNAUTHORIZED")
+
+            page.get_by_text("API key", exact=True).click()
+            page.get_by_label("Key sent as", exact=False).fill(key)
+            page.keyboard.press("Enter")
+            page.get_by_role("button", name="Detect faces").click()
+            wait_done(panel)
+            expect(alert).to_be_hidden()
+            expect(panel.locator("#detect-overlay rect.face-box")).to_have_count(1)
+            # The shown command refers to the key by a variable; the key itself never appears on the page.
+            expect(panel.locator("#detect-curl")).to_contain_text('-H "X-API-Key: $ATELIER_API_KEY"',
+                                                                  use_inner_text=False)
+            assert key not in page.locator("main").inner_text()
+        finally:
+            context.close()
