@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartParser
 
 from app import __version__
 from app.config import Settings, get_settings
@@ -16,7 +17,7 @@ from app.deps import require_api_key
 from app.gate import InferenceGate
 from app.handlers import install_error_handlers
 from app.middleware import MetricsMiddleware
-from app.routers import detect, ops, verify, web
+from app.routers import detect, ops, stylize, verify, web
 from app.runtime import ModelRegistry
 from app.service import Service, build_pipelines
 
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Atelier", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.api_keys = [key.encode() for key in settings.accepted_api_keys()]
+    # Uploads stay in memory (never spooled to a temporary file on disk): the byte limit already bounds them.
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_upload_bytes + 1)
     install_error_handlers(app)
     if settings.cors_origin_list():
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list(), allow_methods=["GET", "POST"],
@@ -68,4 +71,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.v1_router, dependencies=protected)
     app.include_router(detect.router, dependencies=protected)
     app.include_router(verify.router, dependencies=protected)
+    app.include_router(stylize.router, dependencies=protected)
     return app

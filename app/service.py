@@ -10,7 +10,7 @@ from typing import Any
 from app.config import Settings
 from app.errors import NotReady
 from app.gate import InferenceGate
-from app.runtime import ModelRegistry
+from app.runtime import GPU_PROVIDERS, ModelRegistry
 
 MTCNN_MODELS = ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")
 EMBEDDING_MODEL = "dlib-face-resnet"
@@ -20,6 +20,7 @@ def build_pipelines(registry: ModelRegistry, models_dir: Path) -> dict[str, Any]
     """One pipeline object per capability whose models are loaded (filters need none)."""
     from app.pipelines.mtcnn import MtcnnDetector
     from app.pipelines.recognition import FaceRecognizer
+    from app.pipelines.style import Stylizer, load_catalogue
 
     pipelines: dict[str, Any] = {}
     if all(model_id in registry for model_id in MTCNN_MODELS):
@@ -30,6 +31,11 @@ def build_pipelines(registry: ModelRegistry, models_dir: Path) -> dict[str, Any]
         if EMBEDDING_MODEL in registry:
             embedder = registry.get(EMBEDDING_MODEL)
             pipelines["verify"] = FaceRecognizer(detector, embedder, f"{EMBEDDING_MODEL} ({embedder.entry['version']})")
+    style_runners = {model_id: model for model_id, model in registry.models.items()
+                     if model.entry.get("task") == "style-transfer"}
+    if (models_dir / "styles.json").exists():
+        gpu = any(model.active_provider in GPU_PROVIDERS for model in style_runners.values())
+        pipelines["stylize"] = Stylizer(style_runners, load_catalogue(models_dir), prefer_fp16=gpu)
     return pipelines
 
 

@@ -30,6 +30,8 @@ class Endpoint:
 ENDPOINTS = [
     Endpoint("/v1/detect", ("image",), out_of_range=(("min_face_size", "5"), ("scale_factor", "0.99"))),
     Endpoint("/v1/embed", ("image",), out_of_range=(("thresholds", "0.5,2,0.5"), ("max_faces", "0"))),
+    Endpoint("/v1/stylize", ("image",), options=(("style", "stylization"),),
+             out_of_range=(("strength", "1.5"), ("max_side", "8"), ("quality", "101"))),
     Endpoint("/v1/verify", ("image_a", "image_b"), success=(422, "NO_FACE"),
              out_of_range=(("threshold", "5"), ("face", "everyone"))),
 ]

@@ -1,0 +1,87 @@
+"""export/convert_style.py: the rebuilt 26-style module against the shipped ONNX, export determinism."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from export.convert_style import (  # noqa: E402
+    MULTI26_MEMBER,
+    MULTI26_SHA256,
+    _shrink,
+    multistyle_from_onnx,
+    one_hot,
+    parity_photos,
+    shipped_onnx,
+    to_nchw,
+)
+from export.onnx_export import run_onnx  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_rebuilt_module_matches_shipped_onnx_on_real_photos() -> None:
+    shipped = shipped_onnx(MULTI26_MEMBER, MULTI26_SHA256)
+    net = multistyle_from_onnx(shipped)
+    data = shipped.SerializeToString()
+    photos = parity_photos()
+    worst = 0.0
+    for name in ("astronaut", "obama"):
+        x = to_nchw(_shrink(photos[name], 192))
+        for weights in (one_hot(1), one_hot(17), 0.25 * one_hot(5) + 0.75 * one_hot(22)):
+            with torch.no_grad():
+                ours = net(torch.from_numpy(x), torch.from_numpy(weights[None])).numpy()
+            expected = run_onnx(data, {"image": x, "style_weights": weights})[0]
+            worst = max(worst, float(np.abs(ours - expected).max()))
+    assert worst < 5e-4
+
+
+def test_shipped_file_is_refused_with_a_wrong_sha256() -> None:
+    from export.fetch import FetchError
+
+    with pytest.raises(FetchError):
+        shipped_onnx(MULTI26_MEMBER, "0" * 64)
+
+
+_EXPORT_SNIPPET = """
+import hashlib
+from export.convert_style import MULTI26_MEMBER, MULTI26_SHA256, export_multistyle, multistyle_from_onnx, shipped_onnx
+model = export_multistyle(multistyle_from_onnx(shipped_onnx(MULTI26_MEMBER, MULTI26_SHA256)))
+print("SHA", hashlib.sha256(model.SerializeToString()).hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_export_is_byte_identical_across_processes() -> None:
+    digests = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO_ROOT)}
+        result = subprocess.run([sys.executable, "-c", _EXPORT_SNIPPET], capture_output=True, text=True, env=env,
+                                cwd=REPO_ROOT, check=True, timeout=300)
+        digests.append(next(line for line in result.stdout.splitlines() if line.startswith("SHA")))
+    assert digests[0] == digests[1]
+
+
+@pytest.mark.slow
+def test_served_file_equals_a_fresh_export() -> None:
+    """models/style_multi26.onnx is what the converter writes today (metadata added by write_model)."""
+    import onnx
+
+    from export.convert_style import export_multistyle
+    from export.manifest import set_metadata
+
+    served = REPO_ROOT / "models" / "style_multi26.onnx"
+    if not served.exists():
+        pytest.skip("models not generated")
+    model = export_multistyle(multistyle_from_onnx(shipped_onnx(MULTI26_MEMBER, MULTI26_SHA256)))
+    on_disk = onnx.load(str(served))
+    set_metadata(model, {p.key: p.value for p in on_disk.metadata_props})
+    assert hashlib.sha256(model.SerializeToString()).hexdigest() == hashlib.sha256(served.read_bytes()).hexdigest()

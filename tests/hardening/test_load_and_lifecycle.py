@@ -1,0 +1,79 @@
+"""Overload, deadlines and graceful shutdown, against a real server process on loopback."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from tests.conftest import photo_bytes
+from tests.hardening.conftest import live_server
+
+# A slow request: P-Net over a deep pyramid of a 1434x2333 photo (min_face_size 12) takes seconds here.
+SLOW_PHOTO = "obama3.jpg"
+SLOW_OPTIONS = {"min_face_size": "12"}
+
+
+def slow_detect(base: str, timeout: float = 120) -> httpx.Response:
+    return httpx.post(f"{base}/v1/detect", files={"image": ("p.jpg", photo_bytes(SLOW_PHOTO))},
+                      data=SLOW_OPTIONS, timeout=timeout)
+
+
+def test_overload_answers_503_with_retry_after_and_nothing_hangs() -> None:
+    with live_server(max_concurrency="1", max_queue="1", retry_after_s="3", request_timeout_s="60") as (base, _):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            started = time.monotonic()
+            responses = list(pool.map(lambda _: slow_detect(base, timeout=90), range(8)))
+            elapsed = time.monotonic() - started
+        statuses = sorted(r.status_code for r in responses)
+        assert set(statuses) <= {200, 503}, statuses
+        assert statuses.count(200) >= 2 and statuses.count(503) >= 1, statuses  # 1 running + 1 queued get through
+        for response in responses:
+            if response.status_code == 503:
+                assert response.json()["error"]["code"] == "OVERLOADED"
+                assert response.headers["retry-after"] == "3"
+        assert elapsed < 90
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        metrics = httpx.get(f"{base}/metrics").text
+        assert "atelier_overload_rejections_total" in metrics
+
+
+def test_deadline_cancels_inference_with_503_timeout() -> None:
+    with live_server(request_timeout_s="0.2") as (base, _):
+        started = time.monotonic()
+        response = slow_detect(base)
+        assert time.monotonic() - started < 10  # terminated, not run to the end
+        assert response.status_code == 503 and response.json()["error"]["code"] == "TIMEOUT"
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        small = httpx.post(f"{base}/v1/detect", files={"image": ("a.png", photo_bytes("astronaut"))},
+                           data={"min_face_size": "200"}, timeout=30)
+        assert small.status_code in (200, 503)  # the service still answers; a tiny job may fit the deadline
+
+
+def test_sigterm_lets_in_flight_requests_finish() -> None:
+    with live_server(shutdown_grace_s="60") as (base, process):
+        result: dict[str, httpx.Response] = {}
+        finished: list[float] = []
+
+        def call() -> None:
+            result["r"] = slow_detect(base)
+            finished.append(time.monotonic())
+
+        worker = threading.Thread(target=call)
+        worker.start()
+        time.sleep(0.5)  # the request is in flight
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        worker.join(timeout=120)
+        assert finished and finished[0] - signalled > 0.2  # it was still running when the signal came
+        assert result["r"].status_code == 200 and len(result["r"].json()["faces"]) >= 1
+        # uvicorn re-raises the signal once it has shut down cleanly, as a well-behaved process should
+        assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+        try:
+            httpx.get(f"{base}/healthz", timeout=2)
+            raise AssertionError("the server still accepts connections after SIGTERM")
+        except httpx.ConnectError:
+            pass

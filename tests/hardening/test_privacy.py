@@ -1,0 +1,77 @@
+"""Images, faces and embeddings never reach the logs or the disk."""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.config import Settings
+from app.main import create_app
+from tests.conftest import MODELS_DIR, REPO_ROOT, encode, photo_bytes
+
+
+def _files_under(*roots: Path) -> set[Path]:
+    found: set[Path] = set()
+    for root in roots:
+        if root.exists():
+            found |= {p for p in root.rglob("*") if p.is_file() and ".pytest_cache" not in p.parts
+                      and "__pycache__" not in p.parts}
+    return found
+
+
+def test_verify_and_embed_leave_nothing_in_logs_or_on_disk(caplog: pytest.LogCaptureFixture, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # A large upload (over Starlette's default 1 MB spool) must stay in memory too: any temporary file fails.
+    def no_temporary_files(*args: object, **kwargs: object) -> object:
+        raise AssertionError("an upload was written to a temporary file")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_temporary_files)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", no_temporary_files)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # anything the service writes would land here
+    big_photo = encode(np.asarray(Image.open(io.BytesIO(photo_bytes("obama3.jpg"))).convert("RGB")), "PNG")
+    assert len(big_photo) > 1_048_576  # above Starlette's default in-memory spool
+    watched = (REPO_ROOT / "app", MODELS_DIR, scratch, REPO_ROOT)
+    before = _files_under(*watched)
+    caplog.set_level(logging.DEBUG)
+    settings = Settings(models_dir=MODELS_DIR, log_level="debug", warmup=False)
+    with TestClient(create_app(settings)) as client:
+        embedded = client.post("/v1/embed", files={"image": ("o.jpg", photo_bytes("obama.jpg"))}).json()
+        verified = client.post("/v1/verify", files={"image_a": ("a.jpg", big_photo),
+                                                    "image_b": ("b.jpg", photo_bytes("obama2.jpg"))})
+        assert verified.status_code == 200
+        json_verify = client.post("/v1/verify", json={
+            "image_a": base64.b64encode(photo_bytes("obama.jpg")).decode(),
+            "image_b": base64.b64encode(photo_bytes("biden.jpg")).decode()})
+        assert json_verify.status_code == 200
+    logged = caplog.text
+    assert logged, "debug logging captured nothing: the test would prove nothing"
+    for face in embedded["faces"]:
+        for value in face["embedding"][:16]:
+            assert f"{value:.6f}"[:8] not in logged
+        assert f"{face['box'][0]:.4f}" not in logged
+    assert f"{verified.json()['similarity']:.6f}" not in logged
+    image_b64 = base64.b64encode(photo_bytes("obama.jpg")).decode()
+    for start in range(0, 4000, 500):
+        assert image_b64[start:start + 40] not in logged
+    assert "\\xff\\xd8" not in logged and "JFIF" not in logged
+    created = _files_under(*watched) - before
+    assert not created, created
+
+
+def test_upload_spool_limit_covers_the_upload_limit() -> None:
+    from starlette.formparsers import MultiPartParser
+
+    settings = Settings(models_dir=MODELS_DIR, max_upload_bytes=5_000_000)
+    create_app(settings)
+    assert MultiPartParser.spool_max_size > settings.max_upload_bytes
+    assert np.isfinite(MultiPartParser.spool_max_size)
