@@ -6,7 +6,6 @@ download is not used. The tests skip, saying why, when either is missing.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -100,14 +99,6 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with running_server(tmp_path_factory.mktemp("server")) as url:
         yield url
-
-
-@pytest.fixture(scope="session")
-def served_paths(server_url: str) -> set[str]:
-    """The API paths this build serves, from its OpenAPI document."""
-    status, body = _get(f"{server_url}/openapi.json")
-    assert status == 200
-    return set(json.loads(body)["paths"])
 
 
 @pytest.fixture(scope="session")
