@@ -116,8 +116,13 @@ def test_detect_draws_boxes_and_landmarks(page: Any, photos: dict[str, Path], sc
     panel = open_tab(page, "Detect")
     page.set_input_files("#detect-image", str(photos["obama.jpg"]))
     expect(panel.locator(".drop-name")).to_contain_text("obama.jpg")
+    # Record whether the spinner showed while the request ran.
+    panel.locator(".status").evaluate("""el => { window.sawSpinner = false; new MutationObserver(() => {
+        if (el.classList.contains('busy') && getComputedStyle(el, '::before').animationName === 'spin')
+            window.sawSpinner = true; }).observe(el, {attributes: true}); }""")
     page.get_by_role("button", name="Detect faces").click()
     wait_done(panel)
+    assert page.evaluate("window.sawSpinner"), "no spinner while the request ran"
     # shared/WEIGHTS.md: at the default thresholds MTCNN finds Obama's face (p = 0.9997) and one false positive
     # (p = 0.815).
     expect(panel.locator("#detect-overlay rect.face-box")).to_have_count(2)
