@@ -19,6 +19,7 @@ from tests.browser.conftest import running_server
 pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
 expect = playwright_api.expect
+expect.set_options(timeout=15_000)  # generous for a loaded 2-core CI machine; a passing check returns at once
 
 PHONE = {"width": 390, "height": 844}
 
