@@ -1,4 +1,4 @@
-"""MTCNN face detection (Zhang et al. 2016) on numpy and OpenCV-free integer arithmetic; no torch.
+"""MTCNN face detection (Zhang et al. 2016) in numpy and OpenCV; no torch.
 
 Stages, each with bounding-box regression and non-maximum suppression (NMS):
   1. P-Net over an image pyramid -> candidate boxes (NMS per scale, then across scales).
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 
 from app.errors import InvalidImage, InvalidParameter
@@ -61,7 +62,7 @@ class DetectionParams:
         if self.min_face_size < MIN_FACE_SIZE_FLOOR:
             raise InvalidParameter(
                 f"min_face_size must be at least {MIN_FACE_SIZE_FLOOR}, got {self.min_face_size}")
-        if len(self.thresholds) != 3:
+        if not isinstance(self.thresholds, Sequence) or len(self.thresholds) != 3:
             raise InvalidParameter(
                 f"thresholds must be three numbers (P-Net, R-Net, O-Net), got {self.thresholds!r}")
         for value in self.thresholds:
@@ -74,6 +75,10 @@ class DetectionParams:
             isinstance(self.max_faces, bool) or not isinstance(self.max_faces, int) or self.max_faces < 1
         ):
             raise InvalidParameter(f"max_faces must be a positive integer, got {self.max_faces!r}")
+        # Plain Python values from here on (a list or numpy scalars may come in).
+        object.__setattr__(self, "min_face_size", int(self.min_face_size))
+        object.__setattr__(self, "thresholds", tuple(float(v) for v in self.thresholds))
+        object.__setattr__(self, "scale_factor", float(self.scale_factor))
 
 
 @dataclass(frozen=True)
@@ -138,51 +143,38 @@ def pooling_bins(length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class AreaResampler:
-    """Exact 'area' (adaptive average pooling) resampling of one image, by integral images.
+    """Exact 'area' (adaptive average pooling) resampling of one image, by its integral image.
 
-    image (H, W, 3) uint8 is read once into row-cumulative sums (3, H + 1, W), exact in int32/int64;
-    pyramid levels and crops are then sums of differences, so every output pixel is the bin's exact integer
-    sum divided by its height and then its width in float32, like the reference.
+    image (H, W, 3) uint8 is summed once by OpenCV into an integral image (H + 1, W + 1, 3), exact in int32
+    (float64 beyond 8.4 Mpx). Pyramid levels and crops are then differences of its entries, so each output
+    pixel is the bin's exact integer sum divided by the bin's height and then its width in float32, like the
+    reference's adaptive_avg_pool2d.
     """
 
     def __init__(self, image: np.ndarray) -> None:
-        height, width = image.shape[:2]
-        self.height, self.width = height, width
-        # int32 holds the 2-D sums while H * W * 255 < 2**31 (8.4 Mpx); larger images use int64.
-        self.dtype = np.int32 if height * width * 255 < 2**31 else np.int64
-        planes = np.ascontiguousarray(image.transpose(2, 0, 1))  # (3, H, W) uint8
-        self.row_cumsum = np.zeros((3, height + 1, width), dtype=self.dtype)  # (3, H+1, W)
-        np.cumsum(planes, axis=1, dtype=self.dtype, out=self.row_cumsum[:, 1:, :])
-        self._integral: np.ndarray | None = None
-
-    @property
-    def integral(self) -> np.ndarray:
-        """(3, H + 1, W + 1) 2-D integral image, computed on first use (crops only)."""
-        if self._integral is None:
-            integral = np.zeros((3, self.height + 1, self.width + 1), dtype=self.dtype)
-            np.cumsum(self.row_cumsum, axis=2, dtype=self.dtype, out=integral[:, :, 1:])
-            self._integral = integral
-        return self._integral
+        self.height, self.width = image.shape[:2]
+        # int32 holds every sum while H * W * 255 < 2**31; float64 is exact far beyond any accepted image.
+        depth = cv2.CV_32S if self.height * self.width * 255 < 2**31 else cv2.CV_64F
+        self.integral = cv2.integral(np.ascontiguousarray(image), sdepth=depth)  # (H + 1, W + 1, 3)
 
     def level(self, out_height: int, out_width: int) -> np.ndarray:
         """The whole image resampled to (3, out_height, out_width) float32 pixel values (CHW)."""
         row_start, row_end = pooling_bins(self.height, out_height)
         col_start, col_end = pooling_bins(self.width, out_width)
-        rows = self.row_cumsum[:, row_end, :] - self.row_cumsum[:, row_start, :]  # (3, h, W) exact sums
-        cols = np.zeros((3, out_height, self.width + 1), dtype=self.dtype)
-        np.cumsum(rows, axis=2, dtype=self.dtype, out=cols[:, :, 1:])
-        sums = (cols[:, :, col_end] - cols[:, :, col_start]).astype(np.float32)  # (3, h, w)
-        sums /= (row_end - row_start).astype(np.float32)[None, :, None]
-        sums /= (col_end - col_start).astype(np.float32)[None, None, :]
-        return sums
+        rows = self.integral[row_end]
+        rows -= self.integral[row_start]  # (h, W + 1, 3): bin sums over rows, cumulative over columns
+        sums = np.take(rows, col_end, axis=1)  # np.take keeps C order (fancy indexing would not)
+        sums -= np.take(rows, col_start, axis=1)  # (h, w, 3) exact bin sums
+        pixels = sums.transpose(2, 0, 1).astype(np.float32, order="C")  # (3, h, w)
+        pixels /= (row_end - row_start).astype(np.float32)[None, :, None]
+        pixels /= (col_end - col_start).astype(np.float32)[None, None, :]
+        return pixels
 
     def crops(self, regions: np.ndarray, size: int) -> np.ndarray:
         """Crops resampled to (N, 3, size, size) float32 pixel values.
 
         regions: (N, 4) int64 row_start, row_end, col_start, col_end (half-open, inside the image, non-empty).
         """
-        integral = self.integral
-        count = regions.shape[0]
         index = np.arange(size, dtype=np.int64)[None, :]
         heights = (regions[:, 1] - regions[:, 0])[:, None]
         widths = (regions[:, 3] - regions[:, 2])[:, None]
@@ -190,15 +182,15 @@ class AreaResampler:
         r1 = regions[:, 0:1] + ((index + 1) * heights + size - 1) // size
         c0 = regions[:, 2:3] + (index * widths) // size
         c1 = regions[:, 2:3] + ((index + 1) * widths + size - 1) // size
-        flat = integral.reshape(3, -1)
+        flat = self.integral.reshape(-1, 3)
         stride = self.width + 1
         r0s, r1s = (r0 * stride)[:, :, None], (r1 * stride)[:, :, None]  # (N, size, 1)
         c0s, c1s = c0[:, None, :], c1[:, None, :]  # (N, 1, size)
-        sums = (flat[:, r1s + c1s] - flat[:, r0s + c1s] - flat[:, r1s + c0s] + flat[:, r0s + c0s])
-        sums = sums.astype(np.float32)  # (3, N, size, size)
-        sums /= (r1 - r0).astype(np.float32)[None, :, :, None]
-        sums /= (c1 - c0).astype(np.float32)[None, :, None, :]
-        return np.ascontiguousarray(sums.transpose(1, 0, 2, 3)) if count else sums.reshape(0, 3, size, size)
+        sums = flat[r1s + c1s] - flat[r0s + c1s] - flat[r1s + c0s] + flat[r0s + c0s]  # (N, size, size, 3)
+        pixels = sums.transpose(0, 3, 1, 2).astype(np.float32, order="C")  # (N, 3, size, size)
+        pixels /= (r1 - r0).astype(np.float32)[:, None, :, None]
+        pixels /= (c1 - c0).astype(np.float32)[:, None, None, :]
+        return pixels
 
 
 def normalise(pixels: np.ndarray) -> np.ndarray:
@@ -402,6 +394,8 @@ class MtcnnDetector:
         if not len(boxes):
             return boxes, np.zeros(0, dtype=np.float32)
         crops, kept = self._crops(resampler, boxes, RNET_INPUT_SIZE)
+        if not len(kept):
+            return boxes[kept], np.zeros(0, dtype=np.float32)
         outputs = _run(self.rnet, crops)
         passed = outputs["face_prob"] > threshold
         boxes, scores = boxes[kept][passed], outputs["face_prob"][passed]
@@ -415,9 +409,9 @@ class MtcnnDetector:
 
         Landmarks are placed with the crop boxes, before those boxes are calibrated (as the reference does).
         """
-        if not len(boxes):
-            return boxes, np.zeros(0, dtype=np.float32), np.zeros((0, 5, 2), dtype=np.float32)
         crops, kept = self._crops(resampler, boxes, ONET_INPUT_SIZE)
+        if not len(kept):
+            return boxes[kept], np.zeros(0, dtype=np.float32), np.zeros((0, 5, 2), dtype=np.float32)
         outputs = _run(self.onet, crops)
         passed = outputs["face_prob"] > threshold
         boxes, scores = boxes[kept][passed], outputs["face_prob"][passed]

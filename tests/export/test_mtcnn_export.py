@@ -12,7 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from app.pipelines.mtcnn import AreaResampler  # noqa: E402
-from export.convert_mtcnn import NETS, PARITY_ATOL, convert, load_net  # noqa: E402
+from export.convert_mtcnn import NETS, PARITY_ATOL, NetSpec, convert, load_net  # noqa: E402
+from export.nets.mtcnn import PNet  # noqa: E402
 from tests.helpers import MODELS_DIR, OnnxRunner  # noqa: E402
 
 SHAPES = {"mtcnn-pnet": [(1, 3, 12, 12), (1, 3, 97, 131), (1, 3, 300, 200)],
@@ -21,7 +22,7 @@ SHAPES = {"mtcnn-pnet": [(1, 3, 12, 12), (1, 3, 97, 131), (1, 3, 300, 200)],
 
 
 @pytest.mark.parametrize("spec", NETS, ids=[s.model_id for s in NETS])
-def test_committed_onnx_matches_pytorch(spec) -> None:  # type: ignore[no-untyped-def]
+def test_committed_onnx_matches_pytorch(spec: NetSpec) -> None:
     module = load_net(spec)
     runner = OnnxRunner(MODELS_DIR / spec.file_name)
     assert runner.input_names == ["image"] and runner.output_names == list(spec.output_names)
@@ -38,6 +39,7 @@ def test_committed_onnx_matches_pytorch(spec) -> None:  # type: ignore[no-untype
 def test_face_prob_is_softmax_channel_one_of_the_original_layout() -> None:
     """Our nets return softmax[:, 1] where facenet-pytorch returns both channels: recompute it."""
     pnet = load_net(NETS[0])
+    assert isinstance(pnet, PNet)
     image = torch.from_numpy(np.random.default_rng(3).uniform(-1, 1, (1, 3, 40, 40)).astype(np.float32))
     with torch.no_grad():
         x = pnet.prelu3(pnet.conv3(pnet.prelu2(pnet.conv2(pnet.pool1(pnet.prelu1(pnet.conv1(image)))))))

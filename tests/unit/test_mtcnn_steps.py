@@ -149,7 +149,11 @@ def test_defaults_are_mtcnns() -> None:
     params = DetectionParams()
     assert (params.min_face_size, params.thresholds, params.scale_factor, params.max_faces) == (
         20, (0.6, 0.7, 0.7), 0.709, None)
-    DetectionParams(min_face_size=12, thresholds=(0.0, 0.5, 1.0), scale_factor=0.1, max_faces=1)
+    params = DetectionParams(min_face_size=np.int64(12), thresholds=[0, 0.5, 1], scale_factor=0.1,  # type: ignore[arg-type]
+                             max_faces=1)
+    assert params.thresholds == (0.0, 0.5, 1.0) and type(params.min_face_size) is int
+    with pytest.raises(InvalidParameter):
+        DetectionParams(thresholds="0.6")  # type: ignore[arg-type]
 
 
 class SilentPNet:
@@ -183,6 +187,21 @@ def test_detector_without_candidates_returns_empty_list_and_runs_each_level_once
     assert result.faces == [] and set(result.timings_ms) == {"pnet", "rnet", "onet"}
     assert pnet.shapes == [(1, 3, *scaled_size(60, 80, s)) for s in pyramid_scales(60, 80, 20, 0.709)]
     assert detector.detect(np.zeros((5, 5, 3), np.uint8)) == []  # smaller than one P-Net cell
+
+
+class OutsidePNet(SilentPNet):
+    """One confident cell whose regression offsets push the box far right of the image."""
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        prob, offsets = super().run(feeds)
+        prob[0, 0, 0] = 0.99
+        offsets[0, [0, 2], 0, 0] = 100.0
+        return [prob, offsets]
+
+
+def test_boxes_entirely_outside_the_image_are_dropped_before_rnet() -> None:
+    result = MtcnnDetector(OutsidePNet(), Unused(), Unused()).run(np.zeros((40, 40, 3), np.uint8))
+    assert result.candidates["pnet"] >= 1 and result.candidates["rnet"] == 0 and result.faces == []
 
 
 @pytest.mark.parametrize("image", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8),
