@@ -316,6 +316,13 @@
 
     strength.addEventListener("input", () => { strengthOut.textContent = `${Math.round(strength.value * 100)}%`; });
     compareRange.addEventListener("input", () => compare.style.setProperty("--pos", `${compareRange.value}%`));
+    const sideBySide = $("#stylize-side");
+    sideBySide.addEventListener("click", () => {
+      const on = sideBySide.getAttribute("aria-pressed") !== "true";
+      sideBySide.setAttribute("aria-pressed", String(on));
+      compare.classList.toggle("side", on);
+      compareRange.disabled = on;
+    });
 
     const selectedStyle = () => {
       const radio = $("input[name=style]:checked", gallery);

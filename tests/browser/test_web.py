@@ -250,6 +250,12 @@ def test_stylize_gallery_and_result(page: Any, photos: dict[str, Path], server_u
     page.keyboard.press("Home")
     assert panel.locator("#stylize-compare").evaluate("el => el.style.getPropertyValue('--pos')") == "0%"
     slider.fill("50")
+    # Side by side shows both pictures whole, next to each other.
+    panel.get_by_role("button", name="Side by side").click()
+    before, after = panel.locator("#stylize-original").bounding_box(), output.bounding_box()
+    assert before and after and before["x"] + before["width"] <= after["x"] and abs(before["y"] - after["y"]) < 1
+    assert abs(before["width"] - after["width"]) < 1
+    panel.get_by_role("button", name="Side by side").click()
     save_screenshot(page, screenshot_dir, "stylize")
 
 
