@@ -31,10 +31,11 @@ run: $(VENV)/.run-deps
 	$(VENV)/bin/atelier serve --host $(HOST) --port $(PORT)
 
 # Debian packages the tests use: docker-compose validates the compose file (no engine needed),
-# chromium is the browser the page tests drive (Playwright cannot download its own here).
+# chromium (+ a font) is the browser the page tests drive (Playwright cannot download its own here).
 system-deps:
 	@missing=""; command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	  [ -d /usr/share/fonts/truetype/dejavu ] || missing="$$missing fonts-dejavu-core"; \
 	  if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	    else echo "missing Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
