@@ -55,7 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gate.shutdown()
             app.state.service = None
 
-    app = FastAPI(title="Atelier", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="Atelier", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # /docs is served from local files (app/routers/web.py)
     app.state.api_keys = [key.encode() for key in settings.accepted_api_keys()]
     # Uploads stay in memory (never spooled to a temporary file on disk): the byte limit already bounds them.
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_upload_bytes + 1)
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
+    app.mount("/docs-static", web.swagger_files(), name="docs-static")
     protected = [Depends(require_api_key)]
     app.include_router(ops.v1_router, dependencies=protected)
     app.include_router(detect.router, dependencies=protected)

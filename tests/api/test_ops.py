@@ -64,3 +64,15 @@ def test_start_up_fails_on_corrupt_model(tiny_settings: Settings) -> None:
     path.write_bytes(b"x" + path.read_bytes())
     with pytest.raises(ModelLoadError), TestClient(create_app(tiny_settings)):
         pass
+
+
+def test_docs_load_nothing_from_outside(tiny_client: TestClient) -> None:
+    import re
+
+    page = tiny_client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(url.startswith("/") for url in assets), assets
+    for url in assets:
+        assert tiny_client.get(url).status_code == 200, url
+    assert tiny_client.get("/redoc").status_code == 404
