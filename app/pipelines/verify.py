@@ -30,6 +30,10 @@ DLIB_L2_THRESHOLD = 0.6  # dlib's operating point on raw descriptors (dlib.net, 
 DLIB_MEDIAN_DESCRIPTOR_NORM = 1.463
 # cos = 1 - (0.6 / 1.463)^2 / 2 = 0.9159 -> 0.916 (see the module docstring).
 DEFAULT_THRESHOLD = round(1.0 - (DLIB_L2_THRESHOLD / DLIB_MEDIAN_DESCRIPTOR_NORM) ** 2 / 2.0, 3)
+# Smallest face the detector looks for when verifying. face_recognition's HOG detector (dlib's frontal
+# face detector: an 80x80 window, run on the image upsampled once) finds faces down to about 40 px;
+# searching smaller MTCNN faces costs time (most of P-Net's pyramid) for faces too small to verify.
+VERIFY_MIN_FACE_SIZE = 40
 _EPS = 1e-12
 
 
