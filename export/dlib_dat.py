@@ -56,12 +56,13 @@ class DlibNetwork:
 
 
 class _Stream:
-    def __init__(self, data: bytes, pos: int = 0) -> None:
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
         self.data = data
         self.pos = pos
+        self.end = len(data) if end is None else end
 
     def _need(self, count: int) -> None:
-        if self.pos + count > len(self.data):
+        if self.pos + count > self.end:
             raise DatFormatError(f"unexpected end of file at byte {self.pos} (need {count} more)")
 
     def integer(self) -> int:
@@ -201,7 +202,7 @@ def _next_tag(data: bytes, start: int) -> tuple[int, str] | None:
     found = [(data.find(pattern, start, stop), tag) for pattern, tag in _TAG_PATTERNS.items()]
     hits = [(pos, tag) for pos, tag in found if pos >= 0]
     end = min(hits)[0] if hits else min(len(data), start + _MAX_GLUE_BYTES)
-    glue = _Stream(data[:end], start)
+    glue = _Stream(data, start, end)
     while glue.pos < end:
         if data[glue.pos] in _BOOL_CHARS:
             glue.pos += 1
