@@ -53,6 +53,8 @@ class DlibNetwork:
     input_mean_rgb: tuple[float, float, float]  # subtracted per channel before dividing by 256
     input_size: tuple[int, int]  # (rows, cols)
     layers: list[DlibLayer]  # from the input to the output
+    loss_margin: float = 0.0  # loss_metric's training margin
+    loss_distance_threshold: float = 0.0  # loss_metric's distance threshold: dlib's "same person" L2
 
 
 class _Stream:
@@ -224,8 +226,8 @@ def read_network(data: bytes) -> DlibNetwork:
     loss = s.string()
     if loss != "loss_metric_2":
         raise DatFormatError(f"loss layer {loss!r}: only dlib's loss_metric_2 networks are read")
-    s.real()  # margin
-    s.real()  # distance threshold used in training
+    margin = s.real()
+    distance_threshold = s.real()
     input_pattern = b"\x01\x15input_rgb_image_sized"
     input_at = data.find(input_pattern, s.pos, s.pos + 4096)
     if input_at < 0:
@@ -240,4 +242,4 @@ def read_network(data: bytes) -> DlibNetwork:
         s.pos = at
         s.string()
         layers.append(_LAYER_READERS[tag](s, tag, at))
-    return DlibNetwork(loss, input_tag, mean, size, layers)
+    return DlibNetwork(loss, input_tag, mean, size, layers, margin, distance_threshold)

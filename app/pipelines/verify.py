@@ -26,7 +26,9 @@ from app.pipelines import Runner
 
 CHIP_SIZE = 150  # dlib_face_recognition_resnet_model_v1 input, input_rgb_image_sized<150>
 EMBEDDING_SIZE = 128
-DLIB_L2_THRESHOLD = 0.6  # dlib's operating point on raw descriptors (dlib.net, dnn_face_recognition_ex.cpp)
+# dlib's operating point on raw descriptors (dnn_face_recognition_ex.cpp; face_recognition's tolerance);
+# also the distance threshold of the loss_metric stored in the .dat itself (export/dlib_dat.py reads it).
+DLIB_L2_THRESHOLD = 0.6
 # Median L2 norm of dlib's raw descriptors: shared/WEIGHTS.md measured 1.463 on 30 faces (60 with mirrors).
 DLIB_MEDIAN_DESCRIPTOR_NORM = 1.463
 # cos = 1 - (0.6 / 1.463)^2 / 2 = 0.9159 -> 0.916 (see the module docstring).

@@ -126,6 +126,9 @@ def test_real_file_layers(real_network) -> None:  # type: ignore[no-untyped-def]
     assert kinds[-1] == "fc" and real_network.layers[-1].tensors["weight"].shape == (256, 128)
     # dlib's input_rgb_image_sized<150> per-channel means, stored in the file
     np.testing.assert_allclose(real_network.input_mean_rgb, (122.782, 117.001, 104.298), atol=1e-3)
+    # the loss it was trained with: margin 0.04 around dlib's "same person" distance 0.6
+    assert real_network.loss_margin == pytest.approx(0.04, abs=1e-6)
+    assert real_network.loss_distance_threshold == pytest.approx(0.6, abs=1e-6)
     params = sum(t.size for layer in real_network.layers for t in layer.tensors.values())
     assert 5_500_000 < params < 5_700_000  # 22.5 MB of float32
 
