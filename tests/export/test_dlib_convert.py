@@ -33,6 +33,13 @@ def test_convert_writes_model_and_manifest(tmp_path: Path) -> None:
     entry = manifest["models"][0]
     assert entry["task"] == "face-embedding" and entry["licence"] == "CC0-1.0"
     assert entry["sources"][0]["sha256"] == convert_dlib.DAT_SHA256
+    # regenerates byte for byte: the committed file and manifest entry are what this code makes
+    committed = next(
+        e
+        for e in json.loads((REPO_ROOT / "models" / "manifest.json").read_text())["models"]
+        if e["id"] == "dlib-face-resnet"
+    )
+    assert entry["sha256"] == committed["sha256"]
     session = ort.InferenceSession(str(tmp_path / entry["file"]), providers=["CPUExecutionProvider"])
     golden = np.load(GOLDEN)
     out = session.run(None, {"image": golden["chips"].transpose(0, 3, 1, 2).astype(np.float32)})[0]
