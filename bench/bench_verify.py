@@ -76,8 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     parser.add_argument("--mtcnn-source", type=Path, default=None)
     parser.add_argument("--mtcnn-models", type=Path, default=REPO_ROOT / "models")
-    parser.add_argument("--min-face-size", type=int, default=VERIFY_MIN_FACE_SIZE,
-                        help="MTCNN's smallest face (20 = MTCNN's published default)")
+    parser.add_argument(
+        "--min-face-size",
+        type=int,
+        default=VERIFY_MIN_FACE_SIZE,
+        help="MTCNN's smallest face (20 = MTCNN's published default)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

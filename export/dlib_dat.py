@@ -121,8 +121,11 @@ class _Stream:
 _LayerReader = Callable[["_Stream", str, int], DlibLayer]
 
 
-def _split_params(params: np.ndarray, shapes: list[tuple[int, int, int, int]], where: int,
-                  ) -> list[np.ndarray]:
+def _split_params(
+    params: np.ndarray,
+    shapes: list[tuple[int, int, int, int]],
+    where: int,
+) -> list[np.ndarray]:
     """Cut a layer's flat `params` into the alias tensors that view it (dlib lays them back to back)."""
     flat = params.reshape(-1)
     sizes = [int(np.prod(shape)) for shape in shapes]
