@@ -7,12 +7,18 @@ tests/golden/dlib/make_goldens.py and bench/bench_verify.py; exchanges arrays th
         mirror image): HOG detector (1 upsample), 5-point landmarks, dlib's 150x150 chip (padding 0.25),
         descriptor; OUT holds chips, descriptors, boxes, 5-point landmarks, photo index, mirrored flag
         and dlib's image->chip affine transform.
+  python bench/ref_dlib.py serve
+        reads one JSON [photo_a, photo_b] per stdin line, answers one JSON line {"seconds", "same",
+        "distance"}: face_recognition's end-to-end comparison (load both, locate, encode, compare with
+        tolerance 0.6), timed inside this process. Lets bench/bench_verify.py interleave the two sides.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
+import time
 
 import dlib
 import face_recognition
@@ -50,8 +56,9 @@ def image_to_chip(details: dlib.chip_details) -> np.ndarray:
 def describe(src: str, dst: str) -> None:
     chips = np.load(src)["chips"]
     encoder = _encoder()
-    out = np.array([np.array(encoder.compute_face_descriptor(np.ascontiguousarray(c))) for c in chips],
-                   dtype=np.float64).reshape(len(chips), 128)
+    out = np.array(
+        [np.array(encoder.compute_face_descriptor(np.ascontiguousarray(c))) for c in chips], dtype=np.float64
+    ).reshape(len(chips), 128)
     np.savez(dst, descriptors=out)
 
 
@@ -74,14 +81,45 @@ def photos(dst: str, paths: list[str]) -> None:
                 points.append([[p.x, p.y] for p in shape.parts()])
                 photo_index.append(index)
                 mirrored.append(flip)
-    np.savez(dst, chips=np.array(chips, dtype=np.uint8), descriptors=np.array(descs, dtype=np.float64),
-             boxes=np.array(boxes, dtype=np.float64), dlib_landmarks=np.array(points, dtype=np.float64),
-             photo_index=np.array(photo_index), mirrored=np.array(mirrored),
-             image_to_chip=np.array(transforms, dtype=np.float64))
+    np.savez(
+        dst,
+        chips=np.array(chips, dtype=np.uint8),
+        descriptors=np.array(descs, dtype=np.float64),
+        boxes=np.array(boxes, dtype=np.float64),
+        dlib_landmarks=np.array(points, dtype=np.float64),
+        photo_index=np.array(photo_index),
+        mirrored=np.array(mirrored),
+        image_to_chip=np.array(transforms, dtype=np.float64),
+    )
+
+
+def compare_pair(path_a: str, path_b: str) -> tuple[bool, float]:
+    """face_recognition's documented recipe: load, face_locations (HOG), face_encodings, face_distance."""
+    encodings = []
+    for path in (path_a, path_b):
+        image = face_recognition.load_image_file(path)
+        encodings.append(face_recognition.face_encodings(image, face_recognition.face_locations(image)))
+    if not encodings[0] or not encodings[1]:
+        return False, float("inf")
+    best = min(float(face_recognition.face_distance(encodings[1], e).min()) for e in encodings[0])
+    return best <= 0.6, best
+
+
+def serve() -> None:
+    face_recognition.face_encodings(np.zeros((200, 200, 3), dtype=np.uint8))  # load the models first
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        path_a, path_b = json.loads(line)
+        start = time.perf_counter()
+        same, distance = compare_pair(path_a, path_b)
+        seconds = time.perf_counter() - start
+        print(json.dumps({"seconds": seconds, "same": same, "distance": distance}), flush=True)
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "describe":
+    if sys.argv[1] == "serve":
+        serve()
+    elif sys.argv[1] == "describe":
         describe(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "photos":
         photos(sys.argv[2], sys.argv[3:])

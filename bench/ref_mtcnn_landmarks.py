@@ -37,9 +37,14 @@ def main(dst: str, paths: list[str]) -> None:
                 points.append(lm[k])
                 photo_index.append(index)
                 mirrored.append(flip)
-    np.savez(dst, boxes=np.array(boxes, dtype=np.float64).reshape(-1, 4), probs=np.array(probs, dtype=np.float64),
-             landmarks=np.array(points, dtype=np.float64).reshape(-1, 5, 2), photo_index=np.array(photo_index),
-             mirrored=np.array(mirrored))
+    np.savez(
+        dst,
+        boxes=np.array(boxes, dtype=np.float64).reshape(-1, 4),
+        probs=np.array(probs, dtype=np.float64),
+        landmarks=np.array(points, dtype=np.float64).reshape(-1, 5, 2),
+        photo_index=np.array(photo_index),
+        mirrored=np.array(mirrored),
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 
 from app.pipelines.verify import DEFAULT_THRESHOLD, DLIB_L2_THRESHOLD
@@ -64,19 +65,33 @@ def _load_conv(conv: torch.nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) 
 
 
 def _check_con(con: DlibLayer, size: int, stride: int, padding: int) -> None:
-    got = (con.ints["nr"], con.ints["nc"], con.ints["stride_y"], con.ints["stride_x"],
-           con.ints["padding_y"], con.ints["padding_x"])
+    got = (
+        con.ints["nr"],
+        con.ints["nc"],
+        con.ints["stride_y"],
+        con.ints["stride_x"],
+        con.ints["padding_y"],
+        con.ints["padding_x"],
+    )
     if got != (size, size, stride, stride, padding, padding):
         raise NetworkLayoutError(
-            f"byte {con.offset}: conv geometry {got}, expected {size}x{size}/{stride} pad {padding}")
+            f"byte {con.offset}: conv geometry {got}, expected {size}x{size}/{stride} pad {padding}"
+        )
 
 
 def _check_pool(pool: DlibLayer, size: int, stride: int) -> None:
-    got = (pool.ints["nr"], pool.ints["nc"], pool.ints["stride_y"], pool.ints["stride_x"],
-           pool.ints["padding_y"], pool.ints["padding_x"])
+    got = (
+        pool.ints["nr"],
+        pool.ints["nc"],
+        pool.ints["stride_y"],
+        pool.ints["stride_x"],
+        pool.ints["padding_y"],
+        pool.ints["padding_x"],
+    )
     if got != (size, size, stride, stride, 0, 0):
         raise NetworkLayoutError(
-            f"byte {pool.offset}: {pool.kind} geometry {got}, expected {size}x{size}/{stride}")
+            f"byte {pool.offset}: {pool.kind} geometry {got}, expected {size}x{size}/{stride}"
+        )
 
 
 def build_module(net: DlibNetwork) -> DlibFaceResNet:
@@ -113,8 +128,12 @@ def build_module(net: DlibNetwork) -> DlibFaceResNet:
     fc = layers[-1]
     if fc.ints["bias_mode"] != 1 or fc.ints["num_inputs"] != channels:
         raise NetworkLayoutError(f"byte {fc.offset}: head is not fc_no_bias over {channels} features")
-    module = DlibFaceResNet([spec for spec, _ in blocks], net.input_mean_rgb,
-                            stem_channels=stem_con.ints["num_filters"], embedding_size=fc.ints["num_outputs"])
+    module = DlibFaceResNet(
+        [spec for spec, _ in blocks],
+        net.input_mean_rgb,
+        stem_channels=stem_con.ints["num_filters"],
+        embedding_size=fc.ints["num_outputs"],
+    )
     with torch.no_grad():
         _load_conv(module.stem, *_fold(stem_con, stem_affine))
         for target, (_, (conv1, affine1, conv2, affine2)) in zip(module.blocks, blocks, strict=True):
@@ -136,16 +155,35 @@ def parity_inputs(seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     noise = rng.uniform(0, 255, size=(2, 3, CHIP_SIZE, CHIP_SIZE))
     ramp = np.linspace(0, 255, CHIP_SIZE)
-    smooth = np.stack([np.add.outer(ramp, ramp) / 2, np.add.outer(ramp, 255 - ramp) / 2,
-                       np.full((CHIP_SIZE, CHIP_SIZE), 128.0)])[None]
+    smooth = np.stack(
+        [
+            np.add.outer(ramp, ramp) / 2,
+            np.add.outer(ramp, 255 - ramp) / 2,
+            np.full((CHIP_SIZE, CHIP_SIZE), 128.0),
+        ]
+    )[None]
     return np.concatenate([noise, smooth]).astype(np.float32)
+
+
+def strip_node_metadata(model: onnx.ModelProto) -> None:
+    """Drop the exporter's per-node debug metadata (stack traces with absolute paths and line numbers), so
+    the file does not depend on where the repo is checked out and regenerates byte for byte."""
+    for graph_nodes in [model.graph.node, *(f.node for f in model.functions)]:
+        for node in graph_nodes:
+            del node.metadata_props[:]
 
 
 def convert(models_dir: Path = MODELS_DIR) -> list[dict[str, Any]]:
     module = load_module()
     example = torch.from_numpy(parity_inputs()[:2])
-    model = export_module(module, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=1024)}})
+    model = export_module(
+        module,
+        (example,),
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=1024)}},
+    )
+    strip_node_metadata(model)
     worst = check_module_parity(MODEL_ID, module, model, {INPUT_NAME: parity_inputs()}, atol=PARITY_ATOL)
     log.info("%s: onnxruntime vs PyTorch max |diff| %.3g", MODEL_ID, worst)
     entry = write_model(
@@ -157,7 +195,7 @@ def convert(models_dir: Path = MODELS_DIR) -> list[dict[str, Any]]:
         licence="CC0-1.0",
         sources=[source_entry(FACE_RECOGNITION_MODELS, DAT_MEMBER, DAT_SHA256)],
         description="dlib's face-recognition ResNet (29 conv layers), 128-D descriptor; affine layers folded "
-                    "into the convolutions; raw (not unit-length) output as dlib computes it",
+        "into the convolutions; raw (not unit-length) output as dlib computes it",
         extra={
             "chip_size": CHIP_SIZE,
             "chip_padding": 0.25,

@@ -53,15 +53,18 @@ class DlibNetwork:
     input_mean_rgb: tuple[float, float, float]  # subtracted per channel before dividing by 256
     input_size: tuple[int, int]  # (rows, cols)
     layers: list[DlibLayer]  # from the input to the output
+    loss_margin: float = 0.0  # loss_metric's training margin
+    loss_distance_threshold: float = 0.0  # loss_metric's distance threshold: dlib's "same person" L2
 
 
 class _Stream:
-    def __init__(self, data: bytes, pos: int = 0) -> None:
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
         self.data = data
         self.pos = pos
+        self.end = len(data) if end is None else end
 
     def _need(self, count: int) -> None:
-        if self.pos + count > len(self.data):
+        if self.pos + count > self.end:
             raise DatFormatError(f"unexpected end of file at byte {self.pos} (need {count} more)")
 
     def integer(self) -> int:
@@ -118,8 +121,11 @@ class _Stream:
 _LayerReader = Callable[["_Stream", str, int], DlibLayer]
 
 
-def _split_params(params: np.ndarray, shapes: list[tuple[int, int, int, int]], where: int,
-                  ) -> list[np.ndarray]:
+def _split_params(
+    params: np.ndarray,
+    shapes: list[tuple[int, int, int, int]],
+    where: int,
+) -> list[np.ndarray]:
     """Cut a layer's flat `params` into the alias tensors that view it (dlib lays them back to back)."""
     flat = params.reshape(-1)
     sizes = [int(np.prod(shape)) for shape in shapes]
@@ -201,7 +207,7 @@ def _next_tag(data: bytes, start: int) -> tuple[int, str] | None:
     found = [(data.find(pattern, start, stop), tag) for pattern, tag in _TAG_PATTERNS.items()]
     hits = [(pos, tag) for pos, tag in found if pos >= 0]
     end = min(hits)[0] if hits else min(len(data), start + _MAX_GLUE_BYTES)
-    glue = _Stream(data[:end], start)
+    glue = _Stream(data, start, end)
     while glue.pos < end:
         if data[glue.pos] in _BOOL_CHARS:
             glue.pos += 1
@@ -223,8 +229,8 @@ def read_network(data: bytes) -> DlibNetwork:
     loss = s.string()
     if loss != "loss_metric_2":
         raise DatFormatError(f"loss layer {loss!r}: only dlib's loss_metric_2 networks are read")
-    s.real()  # margin
-    s.real()  # distance threshold used in training
+    margin = s.real()
+    distance_threshold = s.real()
     input_pattern = b"\x01\x15input_rgb_image_sized"
     input_at = data.find(input_pattern, s.pos, s.pos + 4096)
     if input_at < 0:
@@ -239,4 +245,4 @@ def read_network(data: bytes) -> DlibNetwork:
         s.pos = at
         s.string()
         layers.append(_LAYER_READERS[tag](s, tag, at))
-    return DlibNetwork(loss, input_tag, mean, size, layers)
+    return DlibNetwork(loss, input_tag, mean, size, layers, margin, distance_threshold)

@@ -91,8 +91,14 @@ def align_face(image_rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
         raise InvalidParameter(f"image must be (H, W, 3) uint8, got {image_rgb.shape} {image_rgb.dtype}")
     matrix = chip_transform(landmarks)
-    return cv2.warpAffine(image_rgb, matrix, (CHIP_SIZE, CHIP_SIZE), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return cv2.warpAffine(
+        image_rgb,
+        matrix,
+        (CHIP_SIZE, CHIP_SIZE),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
+    )
 
 
 def align_faces(image_rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

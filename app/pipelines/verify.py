@@ -5,12 +5,13 @@ Pure numpy. The embedding model is models/dlib_face_resnet.onnx (export/convert_
 
 Threshold. dlib's published operating point is a Euclidean distance of 0.6 between *raw* descriptors
 (dlib's dnn_face_recognition_ex.cpp; face_recognition's `tolerance=0.6`). Raw descriptors are not unit
-length: their norm clusters tightly around a median m (shared/WEIGHTS.md: 1.463 over 30 faces; measured
-again here on the test photos, see tests/golden/dlib/README.md). For two descriptors of length m,
-|a - b|^2 = 2 m^2 (1 - cos), so L2 0.6 corresponds to cos = 1 - (0.6 / m)^2 / 2 = 0.9159 on unit vectors,
-i.e. a unit-vector distance of 0.6 / m = 0.410. We compare unit vectors (lengths then do not matter) at
-that cosine; pairs within about +-0.06 of dlib's 0.6 can decide either way under any change of alignment
-(WEIGHTS.md, last section), clear pairs agree with dlib.
+length: their norm clusters tightly around a median m. For two descriptors of length m,
+|a - b|^2 = 2 m^2 (1 - cos), so L2 0.6 corresponds to cos = 1 - (0.6 / m)^2 / 2 on unit vectors, and a
+unit-vector distance of 0.6 / m. With m = 1.463 (shared/WEIGHTS.md, 30 faces) that is cos 0.9159 and
+distance 0.410. On the 12 faces of our test photos m = 1.393 (-> cos 0.907; tests/golden/dlib/README.md);
+we keep the larger sample's 0.916, the stricter of the two, and no whole-face pair there lies between.
+We compare unit vectors (lengths then do not matter) at that cosine; pairs within about +-0.06 of dlib's
+0.6 can decide either way under any change of alignment (WEIGHTS.md, last section); clear pairs agree.
 """
 
 from __future__ import annotations
@@ -22,14 +23,21 @@ import numpy as np
 
 from app.errors import InvalidParameter, NoFaceFound
 from app.pipelines import Runner
+from app.pipelines.align import align_faces
 
 CHIP_SIZE = 150  # dlib_face_recognition_resnet_model_v1 input, input_rgb_image_sized<150>
 EMBEDDING_SIZE = 128
-DLIB_L2_THRESHOLD = 0.6  # dlib's operating point on raw descriptors (dlib.net, dnn_face_recognition_ex.cpp)
+# dlib's operating point on raw descriptors (dnn_face_recognition_ex.cpp; face_recognition's tolerance);
+# also the distance threshold of the loss_metric stored in the .dat itself (export/dlib_dat.py reads it).
+DLIB_L2_THRESHOLD = 0.6
 # Median L2 norm of dlib's raw descriptors: shared/WEIGHTS.md measured 1.463 on 30 faces (60 with mirrors).
 DLIB_MEDIAN_DESCRIPTOR_NORM = 1.463
 # cos = 1 - (0.6 / 1.463)^2 / 2 = 0.9159 -> 0.916 (see the module docstring).
 DEFAULT_THRESHOLD = round(1.0 - (DLIB_L2_THRESHOLD / DLIB_MEDIAN_DESCRIPTOR_NORM) ** 2 / 2.0, 3)
+# Smallest face the detector looks for when verifying. face_recognition's HOG detector (dlib's frontal
+# face detector: an 80x80 window, run on the image upsampled once) finds faces down to about 40 px;
+# searching smaller MTCNN faces costs time (most of P-Net's pyramid) for faces too small to verify.
+VERIFY_MIN_FACE_SIZE = 40
 _EPS = 1e-12
 
 
@@ -94,3 +102,23 @@ def best_match(a: np.ndarray, b: np.ndarray, threshold: float = DEFAULT_THRESHOL
     similarity = float(sims[i, j])
     distance = float(similarity_to_distance(similarity))
     return Match(int(i), int(j), similarity, distance, similarity >= threshold)
+
+
+def verify_faces(
+    runner: Runner,
+    image_a: np.ndarray,
+    landmarks_a: np.ndarray,
+    image_b: np.ndarray,
+    landmarks_b: np.ndarray,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> Match:
+    """Best match between the faces of two images: (H, W, 3) uint8 RGB images with (N, 5, 2) / (M, 5, 2)
+    MTCNN landmarks. Both images' chips go through the model in one batch. Raises NoFaceFound if N or M is 0.
+    """
+    chips_a, chips_b = align_faces(image_a, landmarks_a), align_faces(image_b, landmarks_b)
+    if len(chips_a) == 0 or len(chips_b) == 0:
+        return best_match(
+            np.zeros((len(chips_a), EMBEDDING_SIZE)), np.zeros((len(chips_b), EMBEDDING_SIZE)), threshold
+        )
+    descriptors = embed(runner, np.concatenate([chips_a, chips_b]))
+    return best_match(descriptors[: len(chips_a)], descriptors[len(chips_a) :], threshold)

@@ -56,8 +56,13 @@ class DlibFaceResNet(nn.Module):
 
     mean: torch.Tensor  # (1, 3, 1, 1) dlib's per-channel input mean, RGB
 
-    def __init__(self, blocks: list[tuple[int, int, bool]], mean_rgb: tuple[float, float, float],
-                 stem_channels: int = 32, embedding_size: int = 128) -> None:
+    def __init__(
+        self,
+        blocks: list[tuple[int, int, bool]],
+        mean_rgb: tuple[float, float, float],
+        stem_channels: int = 32,
+        embedding_size: int = 128,
+    ) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean_rgb, dtype=torch.float32).reshape(1, 3, 1, 1))
         self.stem = nn.Conv2d(3, stem_channels, 7, stride=2, padding=0)

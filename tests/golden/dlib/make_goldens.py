@@ -38,7 +38,13 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from app.pipelines.align import CHIP_SIZE, DLIB_CHIP_TEMPLATE, LANDMARK_WEIGHTS, align_face, similarity_transform
+from app.pipelines.align import (
+    CHIP_SIZE,
+    DLIB_CHIP_TEMPLATE,
+    LANDMARK_WEIGHTS,
+    align_face,
+    similarity_transform,
+)
 from app.pipelines.verify import DEFAULT_THRESHOLD, DLIB_L2_THRESHOLD, l2_normalise
 from export.fetch import FACE_RECOGNITION, REPO_ROOT, extract_checked, skimage_photo_png
 
@@ -52,8 +58,14 @@ MODEL = REPO_ROOT / "models" / "dlib_face_resnet.onnx"
 # again, as RGBA: same face, same box), obama_partial_face2.jpg and skimage's camera (dlib finds no face).
 # obama_partial_face.jpg is a face cut by the image's left border: kept, as the known hard case.
 PHOTOS = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "obama_partial_face.jpg", "astronaut"]
-IDENTITY = {"obama.jpg": "obama", "obama2.jpg": "obama", "obama3.jpg": "obama", "biden.jpg": "biden",
-            "obama_partial_face.jpg": "obama", "astronaut": "astronaut"}
+IDENTITY = {
+    "obama.jpg": "obama",
+    "obama2.jpg": "obama",
+    "obama3.jpg": "obama",
+    "biden.jpg": "biden",
+    "obama_partial_face.jpg": "obama",
+    "astronaut": "astronaut",
+}
 PARTIAL = {"obama_partial_face.jpg"}  # faces cut by the image border, summarised separately
 MIN_IOU = 0.3  # an MTCNN box and a dlib HOG box of the same face overlap far more than this
 
@@ -84,33 +96,54 @@ def run_references(workdir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.n
         path = workdir / (name if "." in name else name + ".png")
         path.write_bytes(photo_bytes(name))
         paths.append(str(path))
-    subprocess.run([str(DLIB_PY), str(REPO_ROOT / "bench" / "ref_dlib.py"), "photos",
-                    str(workdir / "dlib.npz"), *paths], check=True)
-    subprocess.run([str(MTCNN_PY), str(REPO_ROOT / "bench" / "ref_mtcnn_landmarks.py"),
-                    str(workdir / "mtcnn.npz"), *paths], check=True)
+    subprocess.run(
+        [str(DLIB_PY), str(REPO_ROOT / "bench" / "ref_dlib.py"), "photos", str(workdir / "dlib.npz"), *paths],
+        check=True,
+    )
+    subprocess.run(
+        [
+            str(MTCNN_PY),
+            str(REPO_ROOT / "bench" / "ref_mtcnn_landmarks.py"),
+            str(workdir / "mtcnn.npz"),
+            *paths,
+        ],
+        check=True,
+    )
     return dict(np.load(workdir / "dlib.npz")), dict(np.load(workdir / "mtcnn.npz"))
 
 
 def match_faces(dlib_ref: dict[str, np.ndarray], mtcnn: dict[str, np.ndarray]) -> list[dict]:
     faces = []
     for k in range(len(dlib_ref["descriptors"])):
-        same_image = [j for j in range(len(mtcnn["probs"]))
-                      if mtcnn["photo_index"][j] == dlib_ref["photo_index"][k]
-                      and mtcnn["mirrored"][j] == dlib_ref["mirrored"][k]]
+        same_image = [
+            j
+            for j in range(len(mtcnn["probs"]))
+            if mtcnn["photo_index"][j] == dlib_ref["photo_index"][k]
+            and mtcnn["mirrored"][j] == dlib_ref["mirrored"][k]
+        ]
         scored = sorted(((iou(dlib_ref["boxes"][k], mtcnn["boxes"][j]), j) for j in same_image), reverse=True)
         if not scored or scored[0][0] < MIN_IOU:
-            log.warning("dlib face %d on %s has no MTCNN face; left out", k, PHOTOS[dlib_ref["photo_index"][k]])
+            log.warning(
+                "dlib face %d on %s has no MTCNN face; left out", k, PHOTOS[dlib_ref["photo_index"][k]]
+            )
             continue
         j = scored[0][1]
         photo = PHOTOS[int(dlib_ref["photo_index"][k])]
-        faces.append({
-            "photo": photo, "identity": IDENTITY[photo], "mirrored": bool(dlib_ref["mirrored"][k]),
-            "mtcnn_landmarks": mtcnn["landmarks"][j].tolist(), "mtcnn_box": mtcnn["boxes"][j].tolist(),
-            "mtcnn_prob": float(mtcnn["probs"][j]), "dlib_box": dlib_ref["boxes"][k].tolist(),
-            "dlib_landmarks": dlib_ref["dlib_landmarks"][k].tolist(),
-            "dlib_image_to_chip": dlib_ref["image_to_chip"][k].tolist(),
-            "dlib_descriptor": dlib_ref["descriptors"][k].tolist(), "_ref_index": k,
-        })
+        faces.append(
+            {
+                "photo": photo,
+                "identity": IDENTITY[photo],
+                "mirrored": bool(dlib_ref["mirrored"][k]),
+                "mtcnn_landmarks": mtcnn["landmarks"][j].tolist(),
+                "mtcnn_box": mtcnn["boxes"][j].tolist(),
+                "mtcnn_prob": float(mtcnn["probs"][j]),
+                "dlib_box": dlib_ref["boxes"][k].tolist(),
+                "dlib_landmarks": dlib_ref["dlib_landmarks"][k].tolist(),
+                "dlib_image_to_chip": dlib_ref["image_to_chip"][k].tolist(),
+                "dlib_descriptor": dlib_ref["descriptors"][k].tolist(),
+                "_ref_index": k,
+            }
+        )
     return faces
 
 
@@ -131,22 +164,31 @@ def face_image(images: dict[str, np.ndarray], face: dict) -> np.ndarray:
     return np.ascontiguousarray(image[:, ::-1]) if face["mirrored"] else image
 
 
-def cosines(session: ort.InferenceSession, images: dict[str, np.ndarray], faces: list[dict],
-            template: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def cosines(
+    session: ort.InferenceSession,
+    images: dict[str, np.ndarray],
+    faces: list[dict],
+    template: np.ndarray,
+    weights: np.ndarray,
+) -> np.ndarray:
     """Cosine between dlib's descriptor and ours when MTCNN's points are fitted to `template`."""
     chips = []
     for face in faces:
         matrix = similarity_transform(np.asarray(face["mtcnn_landmarks"]), template, weights)
-        chips.append(cv2.warpAffine(face_image(images, face), matrix, (CHIP_SIZE, CHIP_SIZE),
-                                    flags=cv2.INTER_LINEAR))
+        chips.append(
+            cv2.warpAffine(face_image(images, face), matrix, (CHIP_SIZE, CHIP_SIZE), flags=cv2.INTER_LINEAR)
+        )
     ours = l2_normalise(embed_with(session, np.array(chips)))
     ref = l2_normalise(np.array([f["dlib_descriptor"] for f in faces]))
     return np.sum(ours.astype(np.float64) * ref, axis=1)
 
 
 def summarise(values: np.ndarray) -> dict[str, float]:
-    return {"worst": round(float(values.min()), 4), "median": round(float(np.median(values)), 4),
-            "mean": round(float(values.mean()), 4)}
+    return {
+        "worst": round(float(values.min()), 4),
+        "median": round(float(np.median(values)), 4),
+        "mean": round(float(values.mean()), 4),
+    }
 
 
 def main() -> int:
@@ -157,21 +199,25 @@ def main() -> int:
     images = {name: load_photo(name) for name in PHOTOS}
     session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
     all_points = np.array([chip_points(f) for f in faces])
+    whole = np.array([f["photo"] not in PARTIAL for f in faces])
 
-    # Leave-one-photo-out: the template from the other photos' faces, evaluated on this photo's faces.
+    # The template is derived from whole faces only. Leave-one-photo-out: the template from the other
+    # photos' whole faces, evaluated on this photo's faces (partial faces: the all-whole-faces template).
+    derived = all_points[whole].mean(axis=0)
     lopo_weighted = np.zeros(len(faces))
     lopo_unweighted5 = np.zeros(len(faces))
     for photo in PHOTOS:
         held = [i for i, f in enumerate(faces) if f["photo"] == photo]
         if not held:
             continue
-        template = all_points[[i for i, f in enumerate(faces) if f["photo"] != photo]].mean(axis=0)
+        template = all_points[[i for i, f in enumerate(faces) if f["photo"] != photo and whole[i]]].mean(
+            axis=0
+        )
         held_faces = [faces[i] for i in held]
         lopo_weighted[held] = cosines(session, images, held_faces, template, LANDMARK_WEIGHTS)
         lopo_unweighted5[held] = cosines(session, images, held_faces, template, np.ones(5))
-    derived = all_points.mean(axis=0)
     shipped = cosines(session, images, faces, DLIB_CHIP_TEMPLATE, LANDMARK_WEIGHTS)
-    derived_all = cosines(session, images, faces, derived, LANDMARK_WEIGHTS)
+    shipped_unweighted5 = cosines(session, images, faces, DLIB_CHIP_TEMPLATE, np.ones(5))
 
     # Our pipeline exactly as the service runs it (align_face + ONNX) for the per-face golden and the pairs.
     ours = []
@@ -185,11 +231,18 @@ def main() -> int:
         sim = float(ours_unit[i].astype(np.float64) @ ours_unit[j])
         same_dlib, same_ours = dlib_l2 <= DLIB_L2_THRESHOLD, sim >= DEFAULT_THRESHOLD
         agree += same_dlib == same_ours
-        pairs.append({"a": i, "b": j, "same_person": faces[i]["identity"] == faces[j]["identity"],
-                      "dlib_l2_raw": round(dlib_l2, 5), "ours_cosine": round(sim, 5),
-                      "dlib_same": same_dlib, "ours_same": same_ours})
+        pairs.append(
+            {
+                "a": i,
+                "b": j,
+                "same_person": faces[i]["identity"] == faces[j]["identity"],
+                "dlib_l2_raw": round(dlib_l2, 5),
+                "ours_cosine": round(sim, 5),
+                "dlib_same": same_dlib,
+                "ours_same": same_ours,
+            }
+        )
     norms = np.linalg.norm(ref_raw, axis=1)
-    whole = np.array([f["photo"] not in PARTIAL for f in faces])
     whole_pairs = [p for p in pairs if whole[p["a"]] and whole[p["b"]]]
     measurement = {
         "faces": len(faces),
@@ -197,22 +250,35 @@ def main() -> int:
         "cosine_ours_vs_face_recognition": summarise(shipped),
         "cosine_ours_vs_face_recognition_whole_faces": summarise(shipped[whole]),
         "cosine_ours_vs_face_recognition_partial_faces": [round(float(c), 4) for c in shipped[~whole]],
+        "cosine_shipped_template_unweighted_5pt_whole_faces": summarise(shipped_unweighted5[whole]),
         "cosine_lopo_derived_template_weighted_whole_faces": summarise(lopo_weighted[whole]),
-        "cosine_lopo_derived_template_weighted": summarise(lopo_weighted),
-        "cosine_lopo_derived_template_unweighted_5pt": summarise(lopo_unweighted5),
-        "cosine_derived_template_all_faces_weighted": summarise(derived_all),
+        "cosine_lopo_derived_template_unweighted_5pt_whole_faces": summarise(lopo_unweighted5[whole]),
+        "cosine_lopo_derived_template_weighted_partial_faces": [
+            round(float(c), 4) for c in lopo_weighted[~whole]
+        ],
         "derived_template": np.round(derived, 4).tolist(),
         "shipped_template": DLIB_CHIP_TEMPLATE.tolist(),
         "derived_minus_shipped_px": np.round(derived - DLIB_CHIP_TEMPLATE, 3).tolist(),
-        "dlib_descriptor_norm": {"median": round(float(np.median(norms)), 4), "min": round(float(norms.min()), 4),
-                                 "max": round(float(norms.max()), 4)},
-        "pairs": len(pairs), "decisions_agree": agree,
+        "dlib_descriptor_norm": {
+            "median": round(float(np.median(norms)), 4),
+            "min": round(float(norms.min()), 4),
+            "max": round(float(norms.max()), 4),
+        },
+        "pairs": len(pairs),
+        "decisions_agree": agree,
         "pairs_whole_faces": len(whole_pairs),
         "decisions_agree_whole_faces": sum(p["dlib_same"] == p["ours_same"] for p in whole_pairs),
         "closest_to_threshold_whole_faces": {
-            "dlib_l2_raw": min((abs(p["dlib_l2_raw"] - DLIB_L2_THRESHOLD), p["dlib_l2_raw"]) for p in whole_pairs)[1],
-            "ours_cosine": min((abs(p["ours_cosine"] - DEFAULT_THRESHOLD), p["ours_cosine"]) for p in whole_pairs)[1]},
-        "threshold_from_this_median_norm": round(1 - (DLIB_L2_THRESHOLD / float(np.median(norms))) ** 2 / 2, 4),
+            "dlib_l2_raw": min(
+                (abs(p["dlib_l2_raw"] - DLIB_L2_THRESHOLD), p["dlib_l2_raw"]) for p in whole_pairs
+            )[1],
+            "ours_cosine": min(
+                (abs(p["ours_cosine"] - DEFAULT_THRESHOLD), p["ours_cosine"]) for p in whole_pairs
+            )[1],
+        },
+        "threshold_from_this_median_norm": round(
+            1 - (DLIB_L2_THRESHOLD / float(np.median(norms))) ** 2 / 2, 4
+        ),
         "per_face_cosine": [round(float(c), 5) for c in shipped],
     }
     for face, cos in zip(faces, shipped, strict=True):
@@ -222,9 +288,14 @@ def main() -> int:
     (HERE / "faces.json").write_text(json.dumps({"faces": faces, "pairs": pairs}, indent=1) + "\n")
     (HERE / "measurement.json").write_text(json.dumps(measurement, indent=1) + "\n")
     unmirrored = [k for k in range(len(dlib_ref["descriptors"])) if not dlib_ref["mirrored"][k]]
-    np.savez_compressed(HERE / "chips_dlib.npz", chips=dlib_ref["chips"][unmirrored],
-                        descriptors=dlib_ref["descriptors"][unmirrored])
-    log.info("%s", json.dumps({k: v for k, v in measurement.items() if k not in ("per_face_cosine",)}, indent=1))
+    np.savez_compressed(
+        HERE / "chips_dlib.npz",
+        chips=dlib_ref["chips"][unmirrored],
+        descriptors=dlib_ref["descriptors"][unmirrored],
+    )
+    log.info(
+        "%s", json.dumps({k: v for k, v in measurement.items() if k not in ("per_face_cosine",)}, indent=1)
+    )
     return 0
 
 
