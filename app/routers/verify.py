@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from app.deps import ServiceDep
 from app.intake import parse_options, read_image_request
 from app.pipelines.recognition import FaceRecognizer
+from app.pipelines.verify import VERIFY_MIN_FACE_SIZE
 from app.routers.common import decode, image_request_body
 from app.routers.detect import DetectOptions, FaceOut
 from app.schemas import ERROR_RESPONSES
@@ -19,11 +20,12 @@ router = APIRouter(tags=["faces"])
 
 
 class EmbedOptions(DetectOptions):
+    min_face_size: int = Field(VERIFY_MIN_FACE_SIZE, ge=12,
+                               description="smallest face to embed, in pixels (smaller faces embed unreliably)")
     annotate: bool = Field(False, exclude=True, description="not used by this endpoint")
 
 
-class VerifyOptions(DetectOptions):
-    annotate: bool = Field(False, exclude=True, description="not used by this endpoint")
+class VerifyOptions(EmbedOptions):
     threshold: float | None = Field(None, ge=-1.0, le=1.0,
                                     description="cosine similarity at or above which two faces are the same person; "
                                     "default derived from dlib's L2 0.6 operating point")
