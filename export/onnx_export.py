@@ -11,6 +11,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from export.manifest import strip_trace_metadata
+
 log = logging.getLogger(__name__)
 
 OPSET = 18  # the default of torch 2.13's dynamo exporter; onnxruntime >= 1.14 runs it
@@ -46,6 +48,7 @@ def export_module(
     if program is None:
         raise RuntimeError("torch.onnx.export returned no program")
     model: onnx.ModelProto = program.model_proto
+    strip_trace_metadata(model)  # no checkout paths or line numbers in the graph: exports are reproducible
     onnx.checker.check_model(model)
     return model
 
