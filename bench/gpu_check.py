@@ -73,8 +73,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
+    if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu: load CUDA/cuDNN from the nvidia-* wheels if present
+        ort.preload_dlls()
     available = ort.get_available_providers()
-    results: dict[str, Any] = {"onnxruntime": ort.__version__, "available": available, "runs": []}
+    results: dict[str, Any] = {"onnxruntime": ort.__version__, "device": ort.get_device(), "available": available,
+                               "runs": []}
     print(json.dumps({"onnxruntime": ort.__version__, "available": available}), flush=True)
     for provider in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"):
         if provider not in available:
