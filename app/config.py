@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,8 @@ class Settings(BaseSettings):
     require_gpu: bool = Field(False, description="refuse to start unless a GPU provider is active for every model")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per session; 0 = cores / workers")
     warmup: bool = True
+    cudnn_conv_algo_search: Literal["HEURISTIC", "EXHAUSTIVE", "DEFAULT"] = Field(
+        "HEURISTIC", description="CUDA provider: how cuDNN picks convolution algorithms for each new input shape")
 
     # Intake limits
     max_upload_bytes: int = Field(20_000_000, ge=1, description="largest accepted request body part, in bytes")

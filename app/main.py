@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.threads_per_session(),
             require_gpu=settings.require_gpu,
             warmup=settings.warmup,
+            cudnn_conv_algo_search=settings.cudnn_conv_algo_search,
         )
         gate = InferenceGate(settings.max_concurrency, settings.max_queue, settings.request_timeout_s,
                              settings.retry_after_s)

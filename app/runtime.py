@@ -117,8 +117,16 @@ class ModelSession:
         self.session.run(None, feeds)
 
 
+def provider_options(providers: list[str], cudnn_conv_algo_search: str) -> list[tuple[str, dict[str, str]]]:
+    """(provider, options) pairs for onnxruntime. cuDNN's algorithm search runs once per new input shape;
+    EXHAUSTIVE (onnxruntime's default) is slow for MTCNN's many pyramid shapes, HEURISTIC is near-free."""
+    return [(p, {"cudnn_conv_algo_search": cudnn_conv_algo_search} if p == "CUDAExecutionProvider" else {})
+            for p in providers]
+
+
 def load_model(
-    entry: dict[str, Any], models_dir: Path, providers: list[str], threads: int, *, verify_sha256: bool = True
+    entry: dict[str, Any], models_dir: Path, providers: list[str], threads: int, *, verify_sha256: bool = True,
+    cudnn_conv_algo_search: str = "HEURISTIC",
 ) -> ModelSession:
     path = models_dir / entry["file"]
     if not path.is_file():
@@ -136,7 +144,8 @@ def load_model(
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(str(path), options, providers=providers)
+        session = ort.InferenceSession(str(path), options,
+                                       providers=provider_options(providers, cudnn_conv_algo_search))
     except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
         raise ModelLoadError(f"model {entry['id']}: onnxruntime cannot load {path.name}: {exc}") from exc
     return ModelSession(entry=entry, session=session)
@@ -171,6 +180,7 @@ class ModelRegistry:
         *,
         require_gpu: bool = False,
         warmup: bool = True,
+        cudnn_conv_algo_search: str = "HEURISTIC",
     ) -> ModelRegistry:
         providers = resolve_providers(requested, ort.get_available_providers())
         if require_gpu and not any(p in GPU_PROVIDERS for p in providers):
@@ -186,7 +196,7 @@ class ModelRegistry:
                 skipped[entry["id"]] = "GPU-only variant; no GPU provider available"
                 log.info("model %s skipped: %s", entry["id"], skipped[entry["id"]])
                 continue
-            model = load_model(entry, models_dir, providers, threads)
+            model = load_model(entry, models_dir, providers, threads, cudnn_conv_algo_search=cudnn_conv_algo_search)
             if require_gpu and model.active_provider not in GPU_PROVIDERS:
                 raise ModelLoadError(
                     f"ATELIER_REQUIRE_GPU is set but model {model.id} fell back to {model.active_provider} "

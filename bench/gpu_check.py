@@ -50,10 +50,10 @@ def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.clip((base * 0.5 + 0.5) * 255 + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
 
 
-def run(providers: list[str], repeats: int) -> dict[str, Any]:
-    registry = ModelRegistry.load(MODELS_DIR, providers, threads=4, warmup=True)
-    report: dict[str, Any] = {"requested": providers, "active": registry.active_providers(),
-                              "skipped": registry.skipped}
+def run(providers: list[str] | None, repeats: int, search: str = "HEURISTIC") -> dict[str, Any]:
+    registry = ModelRegistry.load(MODELS_DIR, providers, threads=4, warmup=True, cudnn_conv_algo_search=search)
+    report: dict[str, Any] = {"requested": providers or "auto", "cudnn_conv_algo_search": search,
+                              "active": registry.active_providers(), "skipped": registry.skipped}
     detector = MtcnnDetector(*(registry.get(m) for m in ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")))
     image_1080 = photo(1080, 1920)
     report["detect_1080p"] = timed(lambda: detector.detect(image_1080, DetectionParams()), repeats)
@@ -79,13 +79,15 @@ def main() -> int:
     results: dict[str, Any] = {"onnxruntime": ort.__version__, "device": ort.get_device(), "available": available,
                                "runs": []}
     print(json.dumps({"onnxruntime": ort.__version__, "available": available}), flush=True)
-    for provider in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"):
-        if provider not in available:
-            continue
+    plans: list[tuple[list[str] | None, str]] = [(None, "HEURISTIC")]  # 'auto', as the service runs by default
+    plans += [(["CUDAExecutionProvider"], search) for search in ("HEURISTIC", "EXHAUSTIVE", "DEFAULT")
+              if "CUDAExecutionProvider" in available]
+    plans += [([p], "HEURISTIC") for p in ("TensorrtExecutionProvider", "CPUExecutionProvider") if p in available]
+    for providers, search in plans:
         try:
-            report = run([provider], args.repeats)
-        except Exception as exc:  # report and go on to the next provider
-            report = {"requested": [provider], "error": f"{type(exc).__name__}: {exc}"}
+            report = run(providers, args.repeats, search)
+        except Exception as exc:  # report and go on to the next plan
+            report = {"requested": providers or "auto", "error": f"{type(exc).__name__}: {exc}"}
         results["runs"].append(report)
         print(json.dumps(report), flush=True)
     if args.json:
