@@ -143,11 +143,21 @@ def load_model(
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), options,
-                                       providers=provider_options(providers, cudnn_conv_algo_search))
-    except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
-        raise ModelLoadError(f"model {entry['id']}: onnxruntime cannot load {path.name}: {exc}") from exc
+    candidates = list(providers)
+    while True:
+        try:
+            session = ort.InferenceSession(str(path), options,
+                                           providers=provider_options(candidates, cudnn_conv_algo_search))
+        except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
+            raise ModelLoadError(f"model {entry['id']}: onnxruntime cannot load {path.name}: {exc}") from exc
+        active = session.get_providers()[0]
+        if active == candidates[0] or candidates[0] == "CPUExecutionProvider":
+            break
+        # The preferred provider failed to start (TensorRT without libnvinfer, say) and onnxruntime fell back on
+        # its own, dropping the options of the rest. Retry without it so the next provider gets its options.
+        log.warning("model %s: %s did not start (onnxruntime chose %s); trying %s", entry["id"], candidates[0],
+                    active, ", ".join(candidates[1:]))
+        candidates = candidates[1:]
     return ModelSession(entry=entry, session=session)
 
 

@@ -104,3 +104,36 @@ def test_gpu_only_variants_are_skipped_on_cpu(tiny_models: Path) -> None:
     (tiny_models / "manifest.json").write_text(json.dumps(manifest))
     registry = ModelRegistry.load(tiny_models, None, 1)
     assert "test-affine" not in registry and "test-affine" in registry.skipped
+
+
+def test_a_provider_that_fails_to_start_is_dropped_and_the_next_keeps_its_options(
+        tiny_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime-gpu without TensorRT's libraries falls back by itself, losing the CUDA options: we retry."""
+    calls: list[list[tuple[str, dict[str, str]]]] = []
+    real_session = ort.InferenceSession
+
+    class FakeGpuSession:
+        def __init__(self, path: str, options: ort.SessionOptions, providers: list[tuple[str, dict[str, str]]]):
+            calls.append(providers)
+            self._real = real_session(path, options, providers=["CPUExecutionProvider"])
+            names = [name for name, _ in providers]
+            # TensorRT never starts here; CUDA does when asked first.
+            self._active = "CUDAExecutionProvider" if names[0] == "CUDAExecutionProvider" or (
+                "TensorrtExecutionProvider" in names and "CUDAExecutionProvider" in names) else "CPUExecutionProvider"
+
+        def get_providers(self) -> list[str]:
+            return [self._active, "CPUExecutionProvider"]
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._real, name)
+
+    monkeypatch.setattr(ort, "InferenceSession", FakeGpuSession)
+    from app.runtime import load_model, read_manifest
+
+    entry = read_manifest(tiny_models)[0]
+    model = load_model(entry, tiny_models, ALL, 1, cudnn_conv_algo_search="HEURISTIC")
+    assert model.active_provider == "CUDAExecutionProvider"
+    assert [[name for name, _ in attempt] for attempt in calls] == [
+        ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+        ["CUDAExecutionProvider", "CPUExecutionProvider"]]
+    assert calls[1][0] == ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
