@@ -11,7 +11,7 @@ HOST  ?= 127.0.0.1
 PORT  ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast test-slow lint fetch models goldens bench system-deps clean
+.PHONY: run test test-fast test-slow lint fetch models ref-dlib ref-mtcnn bench system-deps clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +51,16 @@ lint: $(VENV)/.test-deps system-deps
 	docker-compose -f docker-compose.yml config -q
 	docker-compose -f docker-compose.yml --profile gpu config -q
 
-test: lint fetch
+# dlib itself (prebuilt dlib-bin) + face_recognition: the live parity test of the embedding network uses it.
+$(CACHE)/ref-dlib-venv/bin/python: | fetch
+	PYTHON=$(PYTHON) bash bench/make_ref_dlib_venv.sh
+ref-dlib: $(CACHE)/ref-dlib-venv/bin/python
+
+# facenet-pytorch's MTCNN (torch 2.14.1 + torchvision, ~5.6 GB): goldens and bench/bench_detect.py only.
+ref-mtcnn:
+	bash bench/make_ref_venv.sh
+
+test: lint fetch ref-dlib
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.test-deps fetch
