@@ -60,8 +60,9 @@ def _find_archive(package: RegistryPackage, directory: Path) -> Path | None:
     wanted = _normalised(package.name)
     suffixes = {"wheel": (".whl",), "sdist": (".tar.gz", ".zip"), "npm": (".tgz",)}[package.kind]
     for candidate in sorted(directory.iterdir()) if directory.exists() else []:
-        stem = _normalised(candidate.name)
-        if stem.startswith(_normalised(f"{wanted}-{package.version}")) and candidate.name.endswith(suffixes):
+        # Normalise only the name part: the version and tags keep their dashes (name-1.0-py3-none-any.whl).
+        head, found_version, _ = candidate.name.partition(f"-{package.version}")
+        if found_version and _normalised(head) == wanted and candidate.name.endswith(suffixes):
             return candidate
     return None
 
