@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -84,4 +83,8 @@ def test_served_file_equals_a_fresh_export() -> None:
     model = export_multistyle(multistyle_from_onnx(shipped_onnx(MULTI26_MEMBER, MULTI26_SHA256)))
     on_disk = onnx.load(str(served))
     set_metadata(model, {p.key: p.value for p in on_disk.metadata_props})
-    assert hashlib.sha256(model.SerializeToString()).hexdigest() == hashlib.sha256(served.read_bytes()).hexdigest()
+    for proto in (model, on_disk):  # per-node debug metadata (stack traces) depends on the checkout path
+        for node in proto.graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+    assert model.SerializeToString() == on_disk.SerializeToString()
