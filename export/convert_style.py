@@ -11,6 +11,18 @@ What it writes (each only after an allclose check):
   The transformer's graph has no size-dependent constant (nearest Resize by scales, per-channel Reshapes), so its
   content input and output are given symbolic height and width; the predictor keeps its 256x256 input.
 - styles.json: the catalogue (multi-style, arbitrary, filter and trained styles) and styles/previews/<id>.jpg.
+
+styles.json entries (app/pipelines/style.py serves those whose model is loaded; filters need none):
+  id            what a request names: "7", "stylization", a trained style's --name (multi-style ids are 0-25)
+  name          a short description of what the style looks like (found by looking at its output); also accepted
+  kind          multi-style | trained | filter | arbitrary
+  source        where the weights or the algorithm come from
+  index         multi-style only: the position in the network's 26-weight style vector
+  model         manifest id of the network that renders it (null for filters)
+  predictor     arbitrary only: manifest id of the style predictor
+  pad_multiple  trained only: the sides the network needs to be multiples of
+  preview       path under models/ of a 256 px JPEG of the style on scikit-image's astronaut, or null
+Mixes ("3:0.7,11:0.3") are convex combinations of multi-style rows and exist only among multi-style entries.
 """
 
 from __future__ import annotations
