@@ -5,7 +5,7 @@
 All three run one photo (scikit-image's astronaut, resized to a square of each size) with one style, on the same
 number of threads: onnxruntime intra-op threads as app/runtime.py sets them (graph optimisation ENABLE_ALL), and
 torch.set_num_threads for PyTorch. Times are medians of --repeats runs after one warm-up; only the network call
-is timed. Results are printed as a table and written to bench/results/style.json.
+is timed, the three taking turns. Results are printed as a table and written to bench/results/style.json.
 """
 
 from __future__ import annotations
@@ -25,14 +25,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 STYLE_INDEX = 7
 
 
-def median_seconds(call: Callable[[], object], repeats: int) -> float:
-    call()  # warm-up: allocations, kernel selection
-    times = []
+def interleaved_medians(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per call; the contenders take turns in every round so that a change in machine load
+    (other processes) hits all of them alike."""
+    for call in calls.values():
+        call()  # warm-up: allocations, kernel selection
+    times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def session(path_or_bytes: str | bytes, threads: int):  # type: ignore[no-untyped-def]
@@ -86,14 +90,12 @@ def main(argv: list[str] | None = None) -> int:
             with torch.inference_mode():
                 return net(tx, tw)
 
-        row = {
-            "size": size,
-            "served_onnx_s": median_seconds(lambda x=x: ours.run(None, {"image": x, "style": weights[None]}),
-                                            args.repeats),
-            "torch_eager_s": median_seconds(eager, args.repeats),
-            "shipped_onnx_s": median_seconds(lambda x=x: theirs.run(None, {"image": x, "style_weights": weights}),
-                                             args.repeats),
-        }
+        medians = interleaved_medians({
+            "served_onnx_s": lambda x=x: ours.run(None, {"image": x, "style": weights[None]}),
+            "torch_eager_s": eager,
+            "shipped_onnx_s": lambda x=x: theirs.run(None, {"image": x, "style_weights": weights}),
+        }, args.repeats)
+        row: dict[str, float] = {"size": size, **medians}
         row["eager_over_served"] = row["torch_eager_s"] / row["served_onnx_s"]
         row["shipped_over_served"] = row["shipped_onnx_s"] / row["served_onnx_s"]
         rows.append(row)
