@@ -2,10 +2,12 @@
 
     PYTHONPATH=. .venv/bin/python bench/bench_style.py [--sizes 256 512 1024] [--threads 2] [--repeats 5]
 
+PyTorch eager runs export/nets/multistyle.py's MultiStyleNet (the network as rebuilt from the shipped file); the
+served ONNX is its export (ExportMultiStyleNet: the same function with regrouped decoder convs).
 All three run one photo (scikit-image's astronaut, resized to a square of each size) with one style, on the same
 number of threads: onnxruntime intra-op threads as app/runtime.py sets them (graph optimisation ENABLE_ALL), and
 torch.set_num_threads for PyTorch. Times are medians of --repeats runs after one warm-up; only the network call
-is timed, the three taking turns. Results are printed as a table and written to bench/results/style.json.
+is timed; the three take turns in blocks. Results are printed as a table and written to bench/results/style.json.
 """
 
 from __future__ import annotations
@@ -25,17 +27,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 STYLE_INDEX = 7
 
 
-def interleaved_medians(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per call; the contenders take turns in every round so that a change in machine load
-    (other processes) hits all of them alike."""
-    for call in calls.values():
-        call()  # warm-up: allocations, kernel selection
+def block_medians(calls: dict[str, Callable[[], object]], repeats: int, rounds: int = 3) -> dict[str, float]:
+    """Median seconds per call. Each round runs every contender in turn, a block of `repeats` timed calls after
+    one untimed call: a change in machine load hits all contenders alike, and one runtime's idle threads
+    (onnxruntime spins after a run, OpenMP too) do not land inside another's timed calls."""
     times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, call in calls.items():
-            start = time.perf_counter()
             call()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             with torch.inference_mode():
                 return net(tx, tw)
 
-        medians = interleaved_medians({
+        medians = block_medians({
             "served_onnx_s": lambda x=x: ours.run(None, {"image": x, "style": weights[None]}),
             "torch_eager_s": eager,
             "shipped_onnx_s": lambda x=x: theirs.run(None, {"image": x, "style_weights": weights}),
