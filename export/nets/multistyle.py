@@ -91,3 +91,101 @@ class MultiStyleNet(nn.Module):
         for layer in self.expand:
             x = layer(x, style)
         return torch.sigmoid(x)
+
+
+# ---------------------------------------------------------------- the same function, arranged for export
+#
+# onnxruntime's CPU convolutions work on channel blocks of 8 or 16 (NCHWc). The decoder's 8-, 4- and 3-channel
+# layers at half and full resolution waste most of each block. ExportMultiStyleNet computes exactly what
+# MultiStyleNet computes (same weights, only regrouped; seen within 1e-6 in float32) with wider, lower-resolution
+# convolutions, and folds each style's scale and shift into the instance norm itself.
+
+
+def space_to_depth_weight(weight: torch.Tensor) -> torch.Tensor:
+    """(O, C, K, K) stride-1 conv weight -> (4 O, 4 C, (K+1)/2, (K+1)/2) for the same conv computed as
+    pixel_shuffle(conv(pixel_unshuffle(x, 2), w'), 2) on an input with even sides.
+
+    Output pixel (2a+p, 2b+q) reads input (2(a+s)+r, 2(b+t)+u), i.e. original tap (2s+r-p, 2t+u-q)."""
+    o, c, k, _ = weight.shape
+    half = (k + 1) // 2
+    out = weight.new_zeros(o, 2, 2, c, 2, 2, half, half)
+    for p in range(2):
+        for q in range(2):
+            for r in range(2):
+                for u in range(2):
+                    for s in range(half):
+                        for t in range(half):
+                            i, j = 2 * s + r - p, 2 * t + u - q
+                            if 0 <= i < k and 0 <= j < k:
+                                out[:, p, q, :, r, u, s, t] = weight[:, :, i, j]
+    return out.reshape(4 * o, 4 * c, half, half)
+
+
+# Nearest x2 upsampling followed by a 3x3 conv: output phase p (row parity) reads low-resolution rows a-1, a, a+1
+# (taps 0, 1, 2 below) through these original kernel rows.
+_SUBPIXEL_TAPS = {0: ((0,), (1, 2), ()), 1: ((), (0, 1), (2,))}
+
+
+def subpixel_weight(weight: torch.Tensor) -> torch.Tensor:
+    """(O, C, 3, 3) weight of a conv applied after nearest x2 upsampling and reflection padding of 1 ->
+    (4 O, C, 3, 3) for pixel_shuffle(conv(replicate_pad(x, 1), w'), 2) at the low resolution.
+
+    Reflecting the upsampled image by one pixel repeats its border pixel, which is replicate padding of the
+    low-resolution image, so the two forms agree everywhere, borders included."""
+    o, c, k, _ = weight.shape
+    if k != 3:
+        raise ValueError("subpixel_weight handles 3x3 kernels")
+    out = weight.new_zeros(o, 2, 2, c, 3, 3)
+    for p in range(2):
+        for q in range(2):
+            for i in range(3):
+                for j in range(3):
+                    for a in _SUBPIXEL_TAPS[p][i]:
+                        for b in _SUBPIXEL_TAPS[q][j]:
+                            out[:, p, q, :, i, j] += weight[:, :, a, b]
+    return out.reshape(4 * o, c, 3, 3)
+
+
+def _styled_instance_norm(x: torch.Tensor, norm: ConditionalInstanceNorm, style: torch.Tensor) -> torch.Tensor:
+    """Instance norm of (N, C, H, W) as one (1, N*C, H, W) instance norm whose per-channel affine is the style's."""
+    n, c, h, w = x.shape
+    scale = (style @ norm.gamma).reshape(n * c)
+    shift = (style @ norm.beta).reshape(n * c)
+    out = F.instance_norm(x.reshape(1, n * c, h, w), weight=scale, bias=shift, eps=INSTANCE_NORM_EPS)
+    return out.reshape(n, c, h, w)
+
+
+class ExportMultiStyleNet(nn.Module):
+    """MultiStyleNet's function with the decoder regrouped (see above); what export/convert_style.py exports."""
+
+    def __init__(self, net: MultiStyleNet) -> None:
+        super().__init__()
+        self.net = net
+        first, second, last = net.expand
+        self.register_buffer("up0", subpixel_weight(first.w.detach()))
+        self.register_buffer("up1", subpixel_weight(second.w.detach()))
+        self.register_buffer("out", space_to_depth_weight(last.w.detach()))
+
+    def _layer(self, layer: StyledConv, x: torch.Tensor, style: torch.Tensor, weight: torch.Tensor | None = None,
+               mode: str = "plain") -> torch.Tensor:
+        if mode == "subpixel":
+            y = F.pixel_shuffle(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight), 2)
+        elif mode == "space_to_depth":
+            x = F.pad(x, (layer.pad,) * 4, mode="reflect")
+            y = F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(x, 2), weight), 2)
+        else:
+            x = F.pad(x, (layer.pad,) * 4, mode="reflect")
+            y = F.conv2d(x, layer.w, stride=layer.stride)
+        y = _styled_instance_norm(y, layer.norm, style)
+        return F.relu(y) if layer.relu else y
+
+    def forward(self, image: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        x = image
+        for layer in self.net.contract:
+            x = self._layer(layer, x, style)
+        for first, second in self.net.res:  # type: ignore[misc]
+            x = x + self._layer(second, self._layer(first, x, style), style)
+        up0, up1, last = self.net.expand
+        x = self._layer(up0, x, style, self.up0, "subpixel")
+        x = self._layer(up1, x, style, self.up1, "subpixel")
+        return torch.sigmoid(self._layer(last, x, style, self.out, "space_to_depth"))
