@@ -101,7 +101,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # Playwright's loop runs while the browser lives: stop it after these tests
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
