@@ -50,11 +50,8 @@ def resolve_providers(requested: list[str] | None, available: list[str]) -> list
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_manifest(models_dir: Path) -> list[dict[str, Any]]:
