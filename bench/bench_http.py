@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_http.py [--size 512] [--repeats 20] [--format png] [--json out.json]
 
-Starts `atelier serve` (uvicorn with uvloop/httptools) on a free loopback port, then alternates, call by call:
+Starts `atelier serve` (uvicorn with uvloop/httptools) on a free loopback port, then alternates, block by block:
 (a) the whole request from a keep-alive client — upload, decode, inference, encode, download — for a photo of
 --size px (scikit-image's astronaut) and one network style; (b) in this process, the bare onnxruntime call of
 the same network on the same image with the same thread count as the server's sessions. Reports medians and
@@ -61,7 +61,8 @@ def main() -> int:
     registry = ModelRegistry.load(settings.models_dir, None, settings.threads_per_session(), warmup=True)
     network = registry.get("style-multi26")
     index = next(s["index"] for s in load_catalogue(settings.models_dir)["styles"] if s["id"] == STYLE)
-    feeds = {network.input_names[0]: to_unit_nchw(rgb), network.input_names[1]: multi_style_weights([(index, 1.0)])}
+    weights = multi_style_weights([(index, 1.0)])[None]  # (1, 26): one style
+    feeds = {network.input_names[0]: to_unit_nchw(rgb), network.input_names[1]: weights}
 
     port = free_port()
     env = {**os.environ, "ATELIER_LOG_LEVEL": "warning"}
@@ -83,17 +84,22 @@ def main() -> int:
                 return client.post("/v1/stylize", files={"image": ("photo.jpg", upload, "image/jpeg")},
                                    data={"style": STYLE, "format": args.format})
 
-            request(), network.run(feeds)  # warm-up of both at this size
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                response = request()
-                http_s.append(time.perf_counter() - start)
-                assert response.status_code == 200, response.text
-                timing = dict(part.strip().split(";dur=") for part in response.headers["server-timing"].split(","))
-                server_inference_ms.append(float(timing["inference"]))
-                start = time.perf_counter()
+            rounds = 4
+            per_block = max(1, args.repeats // rounds)
+            for _ in range(rounds):  # blocks in turn: a load change hits both sides, and neither side's idle
+                request()            # (spinning) threads land inside the other's timed calls
+                for _ in range(per_block):
+                    start = time.perf_counter()
+                    response = request()
+                    http_s.append(time.perf_counter() - start)
+                    assert response.status_code == 200, response.text
+                    timing = dict(part.strip().split(";dur=") for part in response.headers["server-timing"].split(","))
+                    server_inference_ms.append(float(timing["inference"]))
                 network.run(feeds)
-                bare_s.append(time.perf_counter() - start)
+                for _ in range(per_block):
+                    start = time.perf_counter()
+                    network.run(feeds)
+                    bare_s.append(time.perf_counter() - start)
     finally:
         server.terminate()
         server.wait(timeout=30)
