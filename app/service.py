@@ -10,6 +10,9 @@ from typing import Any
 from app.config import Settings
 from app.errors import NotReady
 from app.gate import InferenceGate
+from app.pipelines.mtcnn import MtcnnDetector
+from app.pipelines.recognition import FaceRecognizer
+from app.pipelines.style import Stylizer, load_catalogue
 from app.runtime import GPU_PROVIDERS, ModelRegistry
 
 MTCNN_MODELS = ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")
@@ -18,10 +21,6 @@ EMBEDDING_MODEL = "dlib-face-resnet"
 
 def build_pipelines(registry: ModelRegistry, models_dir: Path) -> dict[str, Any]:
     """One pipeline object per capability whose models are loaded (filters need none)."""
-    from app.pipelines.mtcnn import MtcnnDetector
-    from app.pipelines.recognition import FaceRecognizer
-    from app.pipelines.style import Stylizer, load_catalogue
-
     pipelines: dict[str, Any] = {}
     if all(model_id in registry for model_id in MTCNN_MODELS):
         pnet, rnet, onet = (registry.get(model_id) for model_id in MTCNN_MODELS)
