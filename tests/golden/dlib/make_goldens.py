@@ -3,7 +3,7 @@
 Needs the two reference venvs (never the service's):
   bash bench/make_ref_dlib_venv.sh       -> .cache/ref-dlib-venv   (dlib-bin + face_recognition 1.3.0)
   .cache/ref-mtcnn-venv                   (facenet-pytorch 2.6.0 on torch 2.14.1, from the MTCNN work)
-and models/dlib_face_resnet.onnx (python -m export.convert_dlib). Rerun from the repo root:
+and models/dlib_face_resnet.onnx (python -m export.convert_dlib) and models/mtcnn_*.onnx. Rerun from the repo root:
   PYTHONPATH=. .venv/bin/python tests/golden/dlib/make_goldens.py
 
 What it does, on every test photo and its mirror image (obama, obama2, obama3, biden, astronaut):
@@ -12,7 +12,9 @@ What it does, on every test photo and its mirror image (obama, obama2, obama3, b
    image->chip transform per face;
    (each dlib face is one face; a dlib false positive without an MTCNN face is left out)
 2. facenet-pytorch MTCNN (bench/ref_mtcnn_landmarks.py) -> five landmarks per face, matched to dlib's
-   faces by box overlap;
+   faces by box overlap; a face whose box crosses the image border is then detected again in the padded
+   image (app.pipelines.recognition.redetect_border_face, with our MTCNN ONNX models) as the service does:
+   those are the landmarks our pipeline aligns ("aligned_landmarks");
 3. the template: MTCNN's points mapped through dlib's image->chip transform, averaged over faces;
    measured leave-one-photo-out (the template from the other photos), and for the constant in
    app/pipelines/align.py (WEIGHTS.md's 30-face template);
@@ -45,7 +47,10 @@ from app.pipelines.align import (
     align_face,
     similarity_transform,
 )
-from app.pipelines.verify import DEFAULT_THRESHOLD, DLIB_L2_THRESHOLD, l2_normalise
+from app.pipelines.mtcnn import DetectionParams, Face, MtcnnDetector
+from app.pipelines.recognition import border_overflow, redetect_border_face
+from app.pipelines.verify import DEFAULT_THRESHOLD, DLIB_L2_THRESHOLD, VERIFY_MIN_FACE_SIZE, l2_normalise
+from app.runtime import load_model, read_manifest
 from export.fetch import FACE_RECOGNITION, REPO_ROOT, extract_checked, skimage_photo_png
 
 log = logging.getLogger("make_goldens")
@@ -68,6 +73,12 @@ IDENTITY = {
 }
 PARTIAL = {"obama_partial_face.jpg"}  # faces cut by the image border, summarised separately
 MIN_IOU = 0.3  # an MTCNN box and a dlib HOG box of the same face overlap far more than this
+# Other fills for the border re-detection, measured for comparison only (the service pads with zeros).
+BORDER_FILL_VARIANTS = {
+    "edge_replicate": cv2.BORDER_REPLICATE,
+    "mirror": cv2.BORDER_REFLECT_101,
+    "mean_colour": -1,  # constant: the photo's mean colour
+}
 
 
 def photo_bytes(name: str) -> bytes:
@@ -147,6 +158,32 @@ def match_faces(dlib_ref: dict[str, np.ndarray], mtcnn: dict[str, np.ndarray]) -
     return faces
 
 
+def mtcnn_detector() -> MtcnnDetector:
+    entries = {e["id"]: e for e in read_manifest(REPO_ROOT / "models")}
+    nets = [load_model(entries[f"mtcnn-{n}"], REPO_ROOT / "models", ["CPUExecutionProvider"], threads=2)
+            for n in ("pnet", "rnet", "onet")]
+    return MtcnnDetector(*nets)
+
+
+def reference_face(face: dict) -> Face:
+    return Face(box=np.asarray(face["mtcnn_box"], np.float32), score=face["mtcnn_prob"],
+                landmarks=np.asarray(face["mtcnn_landmarks"], np.float32))
+
+
+def redetect_with_fill(detector: MtcnnDetector, image: np.ndarray, face: dict, fill: int) -> np.ndarray:
+    """Landmarks of the border re-detection with another padding (a comparison; the service pads zeros)."""
+    pad = border_overflow(np.asarray(face["mtcnn_box"]), *image.shape[:2])
+    if fill == -1:
+        mean = [int(v) for v in image.reshape(-1, 3).mean(axis=0)]
+        padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=mean)
+    else:
+        padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, fill)
+    found = detector.detect(padded, DetectionParams())
+    box = np.asarray(face["mtcnn_box"])
+    best = max(found, key=lambda c: iou(c.box - pad, box))
+    return np.asarray(best.landmarks, np.float64) - pad
+
+
 def chip_points(face: dict) -> np.ndarray:
     """MTCNN's five points in dlib's chip coordinates for this face."""
     m = np.asarray(face["dlib_image_to_chip"])
@@ -174,7 +211,7 @@ def cosines(
     """Cosine between dlib's descriptor and ours when MTCNN's points are fitted to `template`."""
     chips = []
     for face in faces:
-        matrix = similarity_transform(np.asarray(face["mtcnn_landmarks"]), template, weights)
+        matrix = similarity_transform(np.asarray(face["aligned_landmarks"]), template, weights)
         chips.append(
             cv2.warpAffine(face_image(images, face), matrix, (CHIP_SIZE, CHIP_SIZE), flags=cv2.INTER_LINEAR)
         )
@@ -191,6 +228,14 @@ def summarise(values: np.ndarray) -> dict[str, float]:
     }
 
 
+def embed_aligned(
+    session: ort.InferenceSession, images: dict[str, np.ndarray], faces: list[dict], key: str
+) -> np.ndarray:
+    """Our pipeline exactly as the service runs it (align_face + ONNX) on the landmarks under `key`."""
+    chips = [align_face(face_image(images, face), np.asarray(face[key])) for face in faces]
+    return l2_normalise(embed_with(session, np.array(chips)))
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with tempfile.TemporaryDirectory() as tmp:
@@ -198,6 +243,26 @@ def main() -> int:
     faces = match_faces(dlib_ref, mtcnn)
     images = {name: load_photo(name) for name in PHOTOS}
     session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    detector = mtcnn_detector()
+    # The border rule of the service (facenet-pytorch's defaults, as the reference landmarks), and the
+    # same rule at the verify endpoint's min_face_size and with other fills, for comparison.
+    variants: dict[str, list[list[list[float]]]] = {f"min_face_size_{VERIFY_MIN_FACE_SIZE}": []}
+    variants.update({name: [] for name in BORDER_FILL_VARIANTS})
+    for face in faces:
+        image = face_image(images, face)
+        first = reference_face(face)
+        found = redetect_border_face(detector, image, first, DetectionParams())
+        face["border_redetected"] = found is not first
+        face["aligned_landmarks"] = np.asarray(found.landmarks, np.float64).tolist()
+        face["aligned_box"] = np.asarray(found.box, np.float64).tolist()
+        if not face["border_redetected"]:
+            continue
+        verify_params = DetectionParams(min_face_size=VERIFY_MIN_FACE_SIZE)
+        variants[f"min_face_size_{VERIFY_MIN_FACE_SIZE}"].append(np.asarray(
+            redetect_border_face(detector, image, reference_face(face), verify_params).landmarks,
+            np.float64).tolist())
+        for name, fill in BORDER_FILL_VARIANTS.items():
+            variants[name].append(redetect_with_fill(detector, image, face, fill).tolist())
     all_points = np.array([chip_points(f) for f in faces])
     whole = np.array([f["photo"] not in PARTIAL for f in faces])
 
@@ -220,11 +285,23 @@ def main() -> int:
     shipped_unweighted5 = cosines(session, images, faces, DLIB_CHIP_TEMPLATE, np.ones(5))
 
     # Our pipeline exactly as the service runs it (align_face + ONNX) for the per-face golden and the pairs.
-    ours = []
-    for face in faces:
-        ours.append(align_face(face_image(images, face), np.asarray(face["mtcnn_landmarks"])))
-    ours_unit = l2_normalise(embed_with(session, np.array(ours)))
+    ours_unit = embed_aligned(session, images, faces, "aligned_landmarks")
     ref_raw = np.array([f["dlib_descriptor"] for f in faces])
+    ref_unit = l2_normalise(ref_raw)
+    unit_without = embed_aligned(session, images, faces, "mtcnn_landmarks").astype(np.float64)
+    without_rule = np.sum(unit_without * ref_unit, axis=1)
+    border = [f for f in faces if f["border_redetected"]]
+    border_variants = {}
+    for name, landmarks in variants.items():
+        for face, points in zip(border, landmarks, strict=True):
+            face["_variant"] = points
+        border_variants[name] = [
+            round(float(c), 4)
+            for c in np.sum(embed_aligned(session, images, border, "_variant") * l2_normalise(
+                np.array([f["dlib_descriptor"] for f in border])), axis=1)
+        ]
+    for face in border:
+        face.pop("_variant")
     pairs, agree = [], 0
     for i, j in itertools.combinations(range(len(faces)), 2):
         dlib_l2 = float(np.linalg.norm(ref_raw[i] - ref_raw[j]))
@@ -250,6 +327,10 @@ def main() -> int:
         "cosine_ours_vs_face_recognition": summarise(shipped),
         "cosine_ours_vs_face_recognition_whole_faces": summarise(shipped[whole]),
         "cosine_ours_vs_face_recognition_partial_faces": [round(float(c), 4) for c in shipped[~whole]],
+        "cosine_partial_faces_without_border_redetect": [round(float(c), 4) for c in without_rule[~whole]],
+        "cosine_whole_faces_without_border_redetect": summarise(without_rule[whole]),
+        "border_redetected_faces": [f"{f['photo']}{' (mirrored)' if f['mirrored'] else ''}" for f in border],
+        "cosine_border_redetect_variants": border_variants,
         "cosine_shipped_template_unweighted_5pt_whole_faces": summarise(shipped_unweighted5[whole]),
         "cosine_lopo_derived_template_weighted_whole_faces": summarise(lopo_weighted[whole]),
         "cosine_lopo_derived_template_unweighted_5pt_whole_faces": summarise(lopo_unweighted5[whole]),
@@ -266,6 +347,11 @@ def main() -> int:
         },
         "pairs": len(pairs),
         "decisions_agree": agree,
+        "decisions_agree_without_border_redetect": sum(
+            bool(np.linalg.norm(ref_raw[i] - ref_raw[j]) <= DLIB_L2_THRESHOLD)
+            == (float(unit_without[i] @ unit_without[j]) >= DEFAULT_THRESHOLD)
+            for i, j in itertools.combinations(range(len(faces)), 2)
+        ),
         "pairs_whole_faces": len(whole_pairs),
         "decisions_agree_whole_faces": sum(p["dlib_same"] == p["ours_same"] for p in whole_pairs),
         "closest_to_threshold_whole_faces": {
