@@ -25,7 +25,7 @@ from app.pipelines.verify import DEFAULT_THRESHOLD, EMBEDDING_SIZE, best_match, 
 # a detected box crosses the border we detect again in the image padded on every side by that overflow,
 # so the cascade can propose windows centred on the face, and keep the face that overlaps the first box
 # most. Measured in tests/golden/dlib/README.md (zero, mean-colour, edge-replicate and mirror padding,
-# pad x1-x2, min_face_size 20/40 all reach >= 0.98 there; zero is what we ship).
+# padding 1x-2x the overflow, min_face_size 20 or 40 all reach >= 0.98 there; zero is what we ship).
 BORDER_PAD_VALUE = (0, 0, 0)  # the fill MTCNN's own crops get outside the image (facenet-pytorch detect_face)
 BORDER_REDETECT_MIN_IOU = 0.3  # the re-detected face must be the same face: boxes of one face overlap far more
 
