@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
@@ -76,3 +77,30 @@ def test_docs_load_nothing_from_outside(tiny_client: TestClient) -> None:
     for url in assets:
         assert tiny_client.get(url).status_code == 200, url
     assert tiny_client.get("/redoc").status_code == 404
+
+
+def test_not_ready_before_start_up_and_for_missing_models(tiny_settings: Settings, tiny_client: TestClient) -> None:
+    cold = TestClient(create_app(tiny_settings))  # lifespan not run: no models yet
+    response = cold.post("/v1/detect", content=b"x", headers={"Content-Type": "image/png"})
+    assert response.status_code == 503 and response.json()["error"]["code"] == "NOT_READY"
+    # The tiny deployment has no MTCNN models: detection is not available, and says so.
+    from tests.conftest import encode, gradient_rgb
+
+    response = tiny_client.post("/v1/detect", files={"image": ("x.png", encode(gradient_rgb()), "image/png")})
+    assert response.status_code == 503 and response.json()["error"]["code"] == "NOT_READY"
+
+
+def test_unexpected_errors_are_500_internal_without_details(served_settings: Settings,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import encode, gradient_rgb
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("secret internal detail")
+
+    app = create_app(served_settings.model_copy(update={"warmup": False}))
+    with TestClient(app, raise_server_exceptions=False) as raw:
+        monkeypatch.setattr(app.state.service.pipelines["detect"], "run", broken)
+        response = raw.post("/v1/detect", files={"image": ("x.png", encode(gradient_rgb()), "image/png")})
+        assert raw.get("/healthz").status_code == 200
+    assert response.status_code == 500
+    assert response.json() == {"error": {"code": "INTERNAL", "message": "internal error; the incident was logged"}}
