@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -395,14 +396,24 @@ class MtcnnDetector:
     def _propose(self, resampler: AreaResampler, params: DetectionParams) -> np.ndarray:
         """Stage 1: P-Net per pyramid level -> (N, 4) float32 calibrated, squared boxes, best first."""
         height, width = resampler.height, resampler.width
+        scales = pyramid_scales(height, width, params.min_face_size, params.scale_factor)
+
+        def prepare(index: int) -> np.ndarray:
+            return normalise(resampler.level(*scaled_size(height, width, scales[index])))[None]
+
         per_scale: list[np.ndarray] = []
-        for scale in pyramid_scales(height, width, params.min_face_size, params.scale_factor):
-            level = normalise(resampler.level(*scaled_size(height, width, scale)))
-            outputs = _run(self.pnet, level[None])
-            candidates = generate_boxes(outputs["box_offsets"][0], outputs["face_prob"][0], scale,
-                                        params.thresholds[0])
-            keep = nms(candidates[:, :4], candidates[:, 4], PNET_SCALE_NMS_IOU)
-            per_scale.append(candidates[keep])
+        # Level k + 1 is resampled in a helper thread while P-Net runs on level k: numpy and onnxruntime both
+        # release the GIL in their heavy loops. Each level is computed exactly as without the overlap.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtcnn-pyramid") as pool:
+            pending = pool.submit(prepare, 0) if scales else None
+            for index, scale in enumerate(scales):
+                level = pending.result() if pending is not None else prepare(index)
+                pending = pool.submit(prepare, index + 1) if index + 1 < len(scales) else None
+                outputs = _run(self.pnet, level)
+                candidates = generate_boxes(outputs["box_offsets"][0], outputs["face_prob"][0], scale,
+                                            params.thresholds[0])
+                keep = nms(candidates[:, :4], candidates[:, 4], PNET_SCALE_NMS_IOU)
+                per_scale.append(candidates[keep])
         if not per_scale:
             return np.zeros((0, 4), dtype=np.float32)
         candidates = np.concatenate(per_scale, axis=0)  # (N, 9)
