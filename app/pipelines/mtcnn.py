@@ -160,16 +160,24 @@ class AreaResampler:
         depth = cv2.CV_32S if self.height * self.width * 255 < 2**31 else cv2.CV_64F
         self.integral = cv2.integral(np.ascontiguousarray(image), sdepth=depth)  # (H + 1, W + 1, 3)
 
-    def level(self, out_height: int, out_width: int) -> np.ndarray:
-        """The whole image resampled to (3, out_height, out_width) float32 pixel values (CHW)."""
+    def level(self, out_height: int, out_width: int, rows: slice | None = None,
+              out: np.ndarray | None = None) -> np.ndarray:
+        """The whole image resampled to (3, out_height, out_width) float32 pixel values (CHW).
+
+        rows: only this block of the level's rows (3, len(rows), out_width), the same values as in the whole
+        level; out: write the result there (a float32 array of that shape, a view is fine) and return it.
+        """
         row_start, row_end = pooling_bins(self.height, out_height)
+        if rows is not None:
+            row_start, row_end = row_start[rows], row_end[rows]
         col_start, col_end = pooling_bins(self.width, out_width)
-        rows = self.integral[row_end]
-        rows -= self.integral[row_start]  # (h, W + 1, 3): bin sums over rows, cumulative over columns
-        sums = np.take(rows, col_end, axis=1)  # np.take keeps C order (fancy indexing would not)
-        sums -= np.take(rows, col_start, axis=1)  # (h, w, 3) exact bin sums
-        pixels = sums.transpose(2, 0, 1).astype(np.float32, order="C")  # (3, h, w)
-        pixels /= (row_end - row_start).astype(np.float32)[None, :, None]
+        block = self.integral[row_end]
+        block -= self.integral[row_start]  # (h, W + 1, 3): bin sums over rows, cumulative over columns
+        sums = np.take(block, col_end, axis=1)  # np.take keeps C order (fancy indexing would not)
+        sums -= np.take(block, col_start, axis=1)  # (h, w, 3) exact bin sums
+        pixels = np.empty((3, len(row_start), out_width), dtype=np.float32) if out is None else out
+        np.divide(sums.transpose(2, 0, 1), (row_end - row_start).astype(np.float32)[:, None], out=pixels,
+                  casting="unsafe", dtype=np.float32)  # the exact sums to float32, then / bin height
         pixels /= (col_end - col_start).astype(np.float32)[None, None, :]
         return pixels
 
@@ -402,18 +410,29 @@ class MtcnnDetector:
             return normalise(resampler.level(*scaled_size(height, width, scales[index])))[None]
 
         per_scale: list[np.ndarray] = []
-        # Level k + 1 is resampled in a helper thread while P-Net runs on level k: numpy and onnxruntime both
-        # release the GIL in their heavy loops. Each level is computed exactly as without the overlap.
+        # A helper thread resamples level k + 1 while P-Net runs on level k (numpy and onnxruntime release the
+        # GIL in their heavy loops); the first level, which nothing overlaps, is resampled half by each thread.
+        # Every level holds exactly the values it would have without the threads.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtcnn-pyramid") as pool:
-            pending = pool.submit(prepare, 0) if scales else None
+            level = np.zeros(0, dtype=np.float32)
+            if scales:
+                out_height, out_width = scaled_size(height, width, scales[0])
+                first = np.empty((3, out_height, out_width), dtype=np.float32)
+                half = out_height // 2
+                upper = pool.submit(lambda: normalise(resampler.level(out_height, out_width, slice(0, half),
+                                                                      out=first[:, :half])))
+                normalise(resampler.level(out_height, out_width, slice(half, out_height), out=first[:, half:]))
+                upper.result()
+                level = first[None]
             for index, scale in enumerate(scales):
-                level = pending.result() if pending is not None else prepare(index)
                 pending = pool.submit(prepare, index + 1) if index + 1 < len(scales) else None
                 outputs = _run(self.pnet, level)
                 candidates = generate_boxes(outputs["box_offsets"][0], outputs["face_prob"][0], scale,
                                             params.thresholds[0])
                 keep = nms(candidates[:, :4], candidates[:, 4], PNET_SCALE_NMS_IOU)
                 per_scale.append(candidates[keep])
+                if pending is not None:
+                    level = pending.result()
         if not per_scale:
             return np.zeros((0, 4), dtype=np.float32)
         candidates = np.concatenate(per_scale, axis=0)  # (N, 9)
