@@ -2,6 +2,7 @@
 
     bash bench/make_ref_venv.sh                      # once: the reference venv in .cache/ref-mtcnn-venv
     .venv/bin/python bench/bench_detect.py [--threads 2] [--repeats 7] [--json bench/results/detect.json]
+                                           [--ort-spinning off] [--pause-ms 100]
 
 Both sides use the same weights (ours are converted from facenet-pytorch's), the same parameters (MTCNN's
 defaults), the same photos letterboxed to 640x480 and 1920x1080 (tests/golden/make_mtcnn_goldens.py), and the
@@ -105,12 +106,37 @@ def agreement(ours: list[Any], ref: dict[str, Any]) -> tuple[bool, str]:
     return same, f"{len(ours)} faces, IoU>={worst_iou:.4f}, dscore<={worst_score:.1e}, dlm<={worst_lm:.2f}px"
 
 
+def make_runner(path: Path, threads: int, spinning: str) -> Any:
+    """tests.helpers.OnnxRunner over `path`; with spinning 'off', its session lets idle intra-op threads sleep
+    (session.intra_op.allow_spinning = 0) instead of busy-waiting, onnxruntime's default."""
+    import onnxruntime as ort
+
+    from tests.helpers import OnnxRunner
+
+    runner = OnnxRunner(path, threads=threads)
+    if spinning == "off":
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        runner.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return runner
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--ort-spinning", choices=("on", "off"), default="on",
+                        help="onnxruntime's session.intra_op.allow_spinning for our three sessions (its default: "
+                             "on); 'off' lets idle pool threads sleep instead of busy-waiting")
+    parser.add_argument("--pause-ms", type=float, default=0.0,
+                        help="sleep this long before each timed call on either side, so that the thread pool "
+                             "of the side that just ran (onnxruntime's or OpenMP's, busy-waiting for a while "
+                             "after each call) does not steal the 2 cores from the other; 100 is enough here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -120,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO_ROOT))
     from app.pipelines.mtcnn import MtcnnDetector
     from tests.golden.make_mtcnn_goldens import letterbox, photo
-    from tests.helpers import MODELS_DIR, OnnxRunner
+    from tests.helpers import MODELS_DIR
 
     if not REF_PYTHON.exists():
         log.error("no reference venv at %s: run `bash bench/make_ref_venv.sh` first", REF_PYTHON)
         return 2
-    ours = MtcnnDetector(*(OnnxRunner(MODELS_DIR / f"mtcnn_{n}.onnx", threads=args.threads)
-                           for n in ("pnet", "rnet", "onet")))
+    runners = [make_runner(MODELS_DIR / f"mtcnn_{n}.onnx", args.threads, args.ort_spinning)
+               for n in ("pnet", "rnet", "onet")]
+    ours = MtcnnDetector(*runners)
     reference = Reference(args.threads)
     rows: list[dict[str, Any]] = []
     try:
@@ -142,10 +169,12 @@ def main(argv: list[str] | None = None) -> int:
                     ref_reply = reference.ask({"op": "run", "name": name})
                     our_times, ref_times, stage_ms = [], [], []
                     for _ in range(args.repeats):
+                        time.sleep(args.pause_ms / 1000)  # let the other side's idle threads stop spinning
                         start = time.perf_counter()
                         result = ours.run(image)
                         our_times.append(time.perf_counter() - start)
                         stage_ms.append(result.timings_ms)
+                        time.sleep(args.pause_ms / 1000)
                         ref_reply = reference.ask({"op": "run", "name": name})
                         ref_times.append(ref_reply["seconds"])
                     same, detail = agreement(result.faces, ref_reply)
@@ -172,11 +201,13 @@ def main(argv: list[str] | None = None) -> int:
         best_ref = sum(r["facenet_pytorch_best_ms"] for r in picked)
         best_ours = sum(r["ours_best_ms"] for r in picked)
         log.info("%s: facenet-pytorch / ours = %.2fx on medians, %.2fx on best times, over %d photos "
-                 "(threads %d, %d runs each)", label, total_ref / total_ours, best_ref / best_ours,
-                 len(picked), args.threads, args.repeats)
+                 "(threads %d, %d runs each, onnxruntime spinning %s, pause %g ms)", label, total_ref / total_ours,
+                 best_ref / best_ours, len(picked), args.threads, args.repeats, args.ort_spinning, args.pause_ms)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        figures = {"threads": args.threads, "repeats": args.repeats, "rows": rows}
+        figures = {"threads": args.threads, "repeats": args.repeats, "ort_spinning": args.ort_spinning,
+                   "pause_ms": args.pause_ms,
+                   "rows": rows}
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
     return 0 if all(r["identical"] for r in rows) else 1
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -39,6 +40,8 @@ PNET_SCALE_NMS_IOU = 0.5  # NMS within one pyramid level (facenet-pytorch detect
 PNET_CROSS_SCALE_NMS_IOU = 0.7  # NMS over all levels' survivors (same source)
 RNET_NMS_IOU = 0.7  # after R-Net (same source)
 ONET_NMS_MIN_OVERLAP = 0.7  # after O-Net, overlap / smaller area ('Min' mode, same source)
+NMS_MATRIX_MAX_BOXES = 1024  # up to this many boxes nms computes all pairwise overlaps at once (4 MiB a
+# matrix); a speed/memory trade-off measured in bench/, with no effect on which boxes are kept
 MIN_FACE_SIZE_FLOOR = PNET_CELL_SIZE  # a smaller min_face_size would upsample beyond P-Net's 12-pixel cell
 SCALE_FACTOR_RANGE = (0.1, 0.95)  # accepted pyramid step; 0.709 ~ 1/sqrt(2) halves the area per level
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # O-Net's order; 'left' is
@@ -157,16 +160,24 @@ class AreaResampler:
         depth = cv2.CV_32S if self.height * self.width * 255 < 2**31 else cv2.CV_64F
         self.integral = cv2.integral(np.ascontiguousarray(image), sdepth=depth)  # (H + 1, W + 1, 3)
 
-    def level(self, out_height: int, out_width: int) -> np.ndarray:
-        """The whole image resampled to (3, out_height, out_width) float32 pixel values (CHW)."""
+    def level(self, out_height: int, out_width: int, rows: slice | None = None,
+              out: np.ndarray | None = None) -> np.ndarray:
+        """The whole image resampled to (3, out_height, out_width) float32 pixel values (CHW).
+
+        rows: only this block of the level's rows (3, len(rows), out_width), the same values as in the whole
+        level; out: write the result there (a float32 array of that shape, a view is fine) and return it.
+        """
         row_start, row_end = pooling_bins(self.height, out_height)
+        if rows is not None:
+            row_start, row_end = row_start[rows], row_end[rows]
         col_start, col_end = pooling_bins(self.width, out_width)
-        rows = self.integral[row_end]
-        rows -= self.integral[row_start]  # (h, W + 1, 3): bin sums over rows, cumulative over columns
-        sums = np.take(rows, col_end, axis=1)  # np.take keeps C order (fancy indexing would not)
-        sums -= np.take(rows, col_start, axis=1)  # (h, w, 3) exact bin sums
-        pixels = sums.transpose(2, 0, 1).astype(np.float32, order="C")  # (3, h, w)
-        pixels /= (row_end - row_start).astype(np.float32)[None, :, None]
+        block = self.integral[row_end]
+        block -= self.integral[row_start]  # (h, W + 1, 3): bin sums over rows, cumulative over columns
+        sums = np.take(block, col_end, axis=1)  # np.take keeps C order (fancy indexing would not)
+        sums -= np.take(block, col_start, axis=1)  # (h, w, 3) exact bin sums
+        pixels = np.empty((3, len(row_start), out_width), dtype=np.float32) if out is None else out
+        np.divide(sums.transpose(2, 0, 1), (row_end - row_start).astype(np.float32)[:, None], out=pixels,
+                  casting="unsafe", dtype=np.float32)  # the exact sums to float32, then / bin height
         pixels /= (col_end - col_start).astype(np.float32)[None, None, :]
         return pixels
 
@@ -182,13 +193,20 @@ class AreaResampler:
         r1 = regions[:, 0:1] + ((index + 1) * heights + size - 1) // size
         c0 = regions[:, 2:3] + (index * widths) // size
         c1 = regions[:, 2:3] + ((index + 1) * widths + size - 1) // size
-        flat = self.integral.reshape(-1, 3)
-        stride = self.width + 1
-        r0s, r1s = (r0 * stride)[:, :, None], (r1 * stride)[:, :, None]  # (N, size, 1)
-        c0s, c1s = c0[:, None, :], c1[:, None, :]  # (N, 1, size)
-        sums = flat[r1s + c1s] - flat[r0s + c1s] - flat[r1s + c0s] + flat[r0s + c0s]  # (N, size, size, 3)
-        pixels = sums.transpose(0, 3, 1, 2).astype(np.float32, order="C")  # (N, 3, size, size)
-        pixels /= (r1 - r0).astype(np.float32)[:, None, :, None]
+        # One flat index per (crop, channel, row, column) corner, built in CHW order so that the gathers need
+        # no transpose afterwards; np.take on a 1-d array is numpy's fastest gather.
+        flat = self.integral.reshape(-1)
+        stride = (self.width + 1) * 3
+        channel = np.arange(3, dtype=np.int64)[None, :, None, None]
+        r0s, r1s = (r0 * stride)[:, None, :, None], (r1 * stride)[:, None, :, None]  # (N, 1, size, 1)
+        c0s, c1s = (c0 * 3)[:, None, None, :] + channel, (c1 * 3)[:, None, None, :] + channel  # (N, 3, 1, size)
+        sums = np.take(flat, r1s + c1s)
+        sums -= np.take(flat, r0s + c1s)
+        sums -= np.take(flat, r1s + c0s)
+        sums += np.take(flat, r0s + c0s)  # (N, 3, size, size) exact bin sums
+        pixels = np.empty(sums.shape, dtype=np.float32)
+        np.divide(sums, (r1 - r0).astype(np.float32)[:, None, :, None], out=pixels, casting="unsafe",
+                  dtype=np.float32)  # converts the exact sums to float32, then divides, in one pass
         pixels /= (c1 - c0).astype(np.float32)[:, None, None, :]
         return pixels
 
@@ -219,14 +237,30 @@ def generate_boxes(offsets: np.ndarray, face_prob: np.ndarray, scale: float, thr
     ).astype(np.float32, copy=False)
 
 
+def _overlaps(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, areas: np.ndarray,
+              best: np.ndarray | np.intp, rest: np.ndarray, extra: np.float32, mode: NmsMode) -> np.ndarray:
+    """Overlap of box(es) `best` with boxes `rest`, by the same float32 operations in the same order either way.
+
+    best is one index (-> (len(rest),)) or a column of indices (B, 1) (-> (B, len(rest))).
+    """
+    inter_w = np.maximum(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + extra, 0)
+    inter_h = np.maximum(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + extra, 0)
+    inter = inter_w * inter_h
+    if mode == "min":
+        return np.asarray(inter / np.minimum(areas[best], areas[rest]))
+    return np.asarray(inter / (areas[best] + areas[rest] - inter))
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: NmsMode = "union") -> np.ndarray:
     """Greedy non-maximum suppression; returns kept indices (K,) int64, highest score first.
 
     boxes: (N, 4) float32 x1 y1 x2 y2; scores: (N,). A box is dropped when its overlap with a kept,
-    higher-scoring box exceeds `threshold`. 'union': intersection over union with continuous areas, as
-    torchvision.ops.nms (used by the reference after P-Net and R-Net). 'min': intersection over the smaller
-    area with the pixel-inclusive (+1) extents of the authors' Matlab code (the reference after O-Net).
-    Each step compares one kept box with all remaining ones at once.
+    higher-scoring box exceeds `threshold` (or is NaN). 'union': intersection over union with continuous
+    areas, as torchvision.ops.nms (used by the reference after P-Net and R-Net). 'min': intersection over
+    the smaller area with the pixel-inclusive (+1) extents of the authors' Matlab code (the reference after
+    O-Net). Up to NMS_MATRIX_MAX_BOXES boxes, all pairwise overlaps are computed at once and the greedy pass
+    only reads rows of that matrix; beyond, each step compares one kept box with all remaining ones. Both
+    ways compute each overlap with the same float32 operations, so they keep the same boxes.
     """
     if boxes.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
@@ -235,19 +269,21 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: NmsMode =
     areas = (x2 - x1 + extra) * (y2 - y1 + extra)
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
+    if order.size <= NMS_MATRIX_MAX_BOXES:
+        # Rows and columns in score order: row i holds box order[i]'s overlaps with every box.
+        within = ~(_overlaps(x1, y1, x2, y2, areas, order[:, None], order, extra, mode) <= threshold)
+        alive = np.ones(order.size, dtype=bool)
+        for i in range(order.size):
+            if alive[i]:
+                keep.append(int(order[i]))
+                alive[i + 1:] &= ~within[i, i + 1:]
+        return np.asarray(keep, dtype=np.int64)
     while order.size:
         best, rest = order[0], order[1:]
         keep.append(int(best))
         if not rest.size:
             break
-        inter_w = np.maximum(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + extra, 0)
-        inter_h = np.maximum(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + extra, 0)
-        inter = inter_w * inter_h
-        if mode == "min":
-            overlap = inter / np.minimum(areas[best], areas[rest])
-        else:
-            overlap = inter / (areas[best] + areas[rest] - inter)
-        order = rest[overlap <= threshold]
+        order = rest[_overlaps(x1, y1, x2, y2, areas, best, rest, extra, mode) <= threshold]
     return np.asarray(keep, dtype=np.int64)
 
 
@@ -368,14 +404,35 @@ class MtcnnDetector:
     def _propose(self, resampler: AreaResampler, params: DetectionParams) -> np.ndarray:
         """Stage 1: P-Net per pyramid level -> (N, 4) float32 calibrated, squared boxes, best first."""
         height, width = resampler.height, resampler.width
+        scales = pyramid_scales(height, width, params.min_face_size, params.scale_factor)
+
+        def prepare(index: int) -> np.ndarray:
+            return normalise(resampler.level(*scaled_size(height, width, scales[index])))[None]
+
         per_scale: list[np.ndarray] = []
-        for scale in pyramid_scales(height, width, params.min_face_size, params.scale_factor):
-            level = normalise(resampler.level(*scaled_size(height, width, scale)))
-            outputs = _run(self.pnet, level[None])
-            candidates = generate_boxes(outputs["box_offsets"][0], outputs["face_prob"][0], scale,
-                                        params.thresholds[0])
-            keep = nms(candidates[:, :4], candidates[:, 4], PNET_SCALE_NMS_IOU)
-            per_scale.append(candidates[keep])
+        # A helper thread resamples level k + 1 while P-Net runs on level k (numpy and onnxruntime release the
+        # GIL in their heavy loops); the first level, which nothing overlaps, is resampled half by each thread.
+        # Every level holds exactly the values it would have without the threads.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtcnn-pyramid") as pool:
+            level = np.zeros(0, dtype=np.float32)
+            if scales:
+                out_height, out_width = scaled_size(height, width, scales[0])
+                first = np.empty((3, out_height, out_width), dtype=np.float32)
+                half = out_height // 2
+                upper = pool.submit(lambda: normalise(resampler.level(out_height, out_width, slice(0, half),
+                                                                      out=first[:, :half])))
+                normalise(resampler.level(out_height, out_width, slice(half, out_height), out=first[:, half:]))
+                upper.result()
+                level = first[None]
+            for index, scale in enumerate(scales):
+                pending = pool.submit(prepare, index + 1) if index + 1 < len(scales) else None
+                outputs = _run(self.pnet, level)
+                candidates = generate_boxes(outputs["box_offsets"][0], outputs["face_prob"][0], scale,
+                                            params.thresholds[0])
+                keep = nms(candidates[:, :4], candidates[:, 4], PNET_SCALE_NMS_IOU)
+                per_scale.append(candidates[keep])
+                if pending is not None:
+                    level = pending.result()
         if not per_scale:
             return np.zeros((0, 4), dtype=np.float32)
         candidates = np.concatenate(per_scale, axis=0)  # (N, 9)
