@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             require_gpu=settings.require_gpu,
             warmup=settings.warmup,
             cudnn_conv_algo_search=settings.cudnn_conv_algo_search,
+            spinning=settings.ort_spinning,
         )
         gate = InferenceGate(settings.max_concurrency, settings.max_queue, settings.request_timeout_s,
                              settings.retry_after_s)

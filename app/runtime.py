@@ -123,7 +123,7 @@ def provider_options(providers: list[str], cudnn_conv_algo_search: str) -> list[
 
 def load_model(
     entry: dict[str, Any], models_dir: Path, providers: list[str], threads: int, *, verify_sha256: bool = True,
-    cudnn_conv_algo_search: str = "HEURISTIC",
+    cudnn_conv_algo_search: str = "HEURISTIC", spinning: bool = False,
 ) -> ModelSession:
     path = models_dir / entry["file"]
     if not path.is_file():
@@ -140,6 +140,7 @@ def load_model(
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     candidates = list(providers)
     while True:
         try:
@@ -188,6 +189,7 @@ class ModelRegistry:
         require_gpu: bool = False,
         warmup: bool = True,
         cudnn_conv_algo_search: str = "HEURISTIC",
+        spinning: bool = False,
     ) -> ModelRegistry:
         providers = resolve_providers(requested, ort.get_available_providers())
         if require_gpu and not any(p in GPU_PROVIDERS for p in providers):
@@ -203,7 +205,8 @@ class ModelRegistry:
                 skipped[entry["id"]] = "GPU-only variant; no GPU provider available"
                 log.info("model %s skipped: %s", entry["id"], skipped[entry["id"]])
                 continue
-            model = load_model(entry, models_dir, providers, threads, cudnn_conv_algo_search=cudnn_conv_algo_search)
+            model = load_model(entry, models_dir, providers, threads, cudnn_conv_algo_search=cudnn_conv_algo_search,
+                               spinning=spinning)
             if require_gpu and model.active_provider not in GPU_PROVIDERS:
                 raise ModelLoadError(
                     f"ATELIER_REQUIRE_GPU is set but model {model.id} fell back to {model.active_provider} "

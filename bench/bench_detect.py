@@ -130,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--ort-spinning", choices=("on", "off"), default="on",
+    parser.add_argument("--ort-spinning", choices=("on", "off"), default="off",
                         help="onnxruntime's session.intra_op.allow_spinning for our three sessions (its default: "
                              "on); 'off' lets idle pool threads sleep instead of busy-waiting")
-    parser.add_argument("--pause-ms", type=float, default=0.0,
+    parser.add_argument("--pause-ms", type=float, default=100.0,
                         help="sleep this long before each timed call on either side, so that the thread pool "
                              "of the side that just ran (onnxruntime's or OpenMP's, busy-waiting for a while "
                              "after each call) does not steal the 2 cores from the other; 100 is enough here")

@@ -137,3 +137,11 @@ def test_a_provider_that_fails_to_start_is_dropped_and_the_next_keeps_its_option
         ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
         ["CUDAExecutionProvider", "CPUExecutionProvider"]]
     assert calls[1][0] == ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
+
+
+def test_idle_threads_do_not_spin_unless_asked(tiny_models: Path) -> None:
+    key = "session.intra_op.allow_spinning"
+    quiet = ModelRegistry.load(tiny_models, None, 2).get("test-affine").session.get_session_options()
+    busy = ModelRegistry.load(tiny_models, None, 2, spinning=True).get("test-affine").session.get_session_options()
+    assert quiet.get_session_config_entry(key) == "0"
+    assert busy.get_session_config_entry(key) == "1"
