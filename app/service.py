@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from app.config import Settings
 from app.errors import NotReady
@@ -14,6 +14,8 @@ from app.pipelines.mtcnn import MtcnnDetector
 from app.pipelines.recognition import FaceRecognizer
 from app.pipelines.style import Stylizer, load_catalogue
 from app.runtime import GPU_PROVIDERS, ModelRegistry
+
+PipelineT = TypeVar("PipelineT")
 
 MTCNN_MODELS = ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")
 EMBEDDING_MODEL = "dlib-face-resnet"
@@ -51,8 +53,9 @@ class Service:
     def ready(self) -> bool:
         return self.registry.ready and not self.draining
 
-    def pipeline(self, name: str) -> Any:
-        try:
-            return self.pipelines[name]
-        except KeyError:
-            raise NotReady(f"the models for '{name}' are not loaded in this deployment") from None
+    def pipeline(self, name: str, kind: type[PipelineT]) -> PipelineT:
+        """The pipeline serving capability `name`; NotReady when this deployment lacks its models."""
+        found = self.pipelines.get(name)
+        if not isinstance(found, kind):
+            raise NotReady(f"the models for '{name}' are not loaded in this deployment")
+        return found

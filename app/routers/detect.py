@@ -67,11 +67,6 @@ class DetectResponse(BaseModel):
     timings_ms: dict[str, float]
 
 
-def detector_of(service: Any) -> MtcnnDetector:
-    detector: MtcnnDetector = service.pipeline("detect")
-    return detector
-
-
 @router.post(
     "/v1/detect",
     response_model=DetectResponse,
@@ -84,7 +79,7 @@ async def detect(request: Request, service: ServiceDep) -> Any:
     upload = await read_image_request(request, ["image"], service.settings)
     options = parse_options(DetectOptions, upload.options)
     params = options.params()
-    detector = detector_of(service)
+    detector = service.pipeline("detect", MtcnnDetector)
     draw = wants_image(request, options.annotate)
 
     def job() -> tuple[Any, ...]:

@@ -48,11 +48,6 @@ class StylizeOptions(BaseModel):
     quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality")
 
 
-def stylizer_of(service: Any) -> Stylizer:
-    stylizer: Stylizer = service.pipeline("stylize")
-    return stylizer
-
-
 def _style_info(style: dict[str, Any]) -> StyleInfo:
     preview = f"/v1/styles/{style['id']}/preview" if style.get("preview") else None
     return StyleInfo(id=str(style["id"]), name=str(style["name"]), kind=style["kind"], source=str(style["source"]),
@@ -61,7 +56,7 @@ def _style_info(style: dict[str, Any]) -> StyleInfo:
 
 @router.get("/v1/styles", response_model=StyleList, summary="Every style: networks, trained, filters, arbitrary")
 async def list_styles(service: ServiceDep) -> StyleList:
-    return StyleList(styles=[_style_info(s) for s in stylizer_of(service).list_styles()])
+    return StyleList(styles=[_style_info(s) for s in service.pipeline("stylize", Stylizer).list_styles()])
 
 
 @router.get(
@@ -71,7 +66,7 @@ async def list_styles(service: ServiceDep) -> StyleList:
     responses={200: {"content": {"image/jpeg": {}}}, 404: ERROR_RESPONSES[404]},
 )
 async def style_preview(style_id: str, service: ServiceDep) -> FileResponse:
-    style = stylizer_of(service).resolve(style_id)
+    style = service.pipeline("stylize", Stylizer).resolve(style_id)
     if not style.get("preview"):
         raise NotFound(f"style {style_id!r} has no preview")
     models_dir = Path(service.settings.models_dir).resolve()
@@ -93,7 +88,7 @@ async def stylize(request: Request, service: ServiceDep) -> Response:
     started = time.perf_counter()
     upload = await read_image_request(request, ["image"], service.settings, optional_fields=["style_image"])
     options = parse_options(StylizeOptions, upload.options)
-    stylizer = stylizer_of(service)
+    stylizer = service.pipeline("stylize", Stylizer)
     style_bytes = upload.files.get("style_image")
     if style_bytes is None and options.style is None:
         raise UnknownStyle("no style given: send `style` (GET /v1/styles lists them) or a `style_image`")

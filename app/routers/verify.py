@@ -59,11 +59,6 @@ class VerifyResponse(BaseModel):
     timings_ms: dict[str, float]
 
 
-def recognizer_of(service: Any) -> FaceRecognizer:
-    recognizer: FaceRecognizer = service.pipeline("verify")
-    return recognizer
-
-
 @router.post(
     "/v1/embed",
     response_model=EmbedResponse,
@@ -75,7 +70,7 @@ async def embed(request: Request, service: ServiceDep) -> EmbedResponse:
     started = time.perf_counter()
     upload = await read_image_request(request, ["image"], service.settings)
     options = parse_options(EmbedOptions, upload.options)
-    recognizer = recognizer_of(service)
+    recognizer = service.pipeline("verify", FaceRecognizer)
 
     def job() -> Any:
         image = decode(upload.files["image"], service.settings)
@@ -99,7 +94,7 @@ async def verify(request: Request, service: ServiceDep) -> VerifyResponse:
     started = time.perf_counter()
     upload = await read_image_request(request, ["image_a", "image_b"], service.settings)
     options = parse_options(VerifyOptions, upload.options)
-    recognizer = recognizer_of(service)
+    recognizer = service.pipeline("verify", FaceRecognizer)
 
     def job() -> Any:
         image_a = decode(upload.files["image_a"], service.settings)
