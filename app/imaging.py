@@ -125,12 +125,6 @@ def _decode_opened(image: Image.Image, max_pixels: int) -> DecodedImage:
     return DecodedImage(rgb=rgb, alpha=alpha, source_format=source_format)
 
 
-def image_size(data: bytes) -> tuple[int, int]:
-    """(width, height) from the header alone, EXIF orientation not applied."""
-    with Image.open(io.BytesIO(data)) as image:
-        return image.size
-
-
 def encode_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str = "png", quality: int = 90) -> tuple[bytes, str]:
     """(H, W, 3) uint8 RGB (+ optional alpha) -> (encoded bytes, media type). JPEG drops the alpha channel."""
     if fmt not in OUTPUT_FORMATS:

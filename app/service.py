@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,7 +45,6 @@ class Service:
     registry: ModelRegistry
     gate: InferenceGate
     pipelines: dict[str, Any] = field(default_factory=dict)  # capability name -> pipeline object
-    started_at: float = field(default_factory=time.time)
     draining: bool = False
 
     @property
