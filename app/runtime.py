@@ -163,10 +163,10 @@ class ModelRegistry:
     """Every model of the manifest, loaded once per process."""
 
     def __init__(
-        self, models: dict[str, ModelSession], requested_providers: list[str], skipped: dict[str, str] | None = None
+        self, entries: list[dict[str, Any]], models: dict[str, ModelSession], skipped: dict[str, str] | None = None
     ) -> None:
+        self.entries = entries  # the manifest as read at start-up, loaded or not
         self.models = models
-        self.requested_providers = requested_providers
         self.skipped = skipped or {}  # model id -> why it was not loaded (e.g. fp16 variants on CPU)
         self.ready = False
 
@@ -200,7 +200,8 @@ class ModelRegistry:
         models: dict[str, ModelSession] = {}
         skipped: dict[str, str] = {}
         has_gpu = any(p in GPU_PROVIDERS for p in providers)
-        for entry in read_manifest(models_dir):
+        entries = read_manifest(models_dir)
+        for entry in entries:
             if entry.get("providers_hint") == "gpu" and not has_gpu:
                 skipped[entry["id"]] = "GPU-only variant; no GPU provider available"
                 log.info("model %s skipped: %s", entry["id"], skipped[entry["id"]])
@@ -215,7 +216,7 @@ class ModelRegistry:
             log.info("model %s loaded on %s (%d threads)", model.id, model.active_provider, threads)
             metrics.ACTIVE_PROVIDER.labels(model=model.id, provider=model.active_provider).set(1)
             models[model.id] = model
-        registry = cls(models, providers, skipped)
+        registry = cls(entries, models, skipped)
         if warmup:
             for model in models.values():
                 model.warm_up()

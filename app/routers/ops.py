@@ -8,7 +8,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import metrics
 from app.deps import ServiceDep
-from app.runtime import read_manifest
 from app.schemas import Health, ModelInfo, ModelList, Readiness
 
 router = APIRouter(tags=["operations"])
@@ -46,7 +45,7 @@ async def prometheus_metrics() -> Response:
 async def list_models(service: ServiceDep) -> ModelList:
     registry = service.registry
     models = []
-    for entry in read_manifest(service.settings.models_dir):
+    for entry in registry.entries:
         loaded = registry.models.get(entry["id"])
         models.append(ModelInfo(
             id=entry["id"],
