@@ -18,8 +18,7 @@ from app.gate import InferenceGate
 from app.handlers import install_error_handlers
 from app.middleware import MetricsMiddleware
 from app.routers import detect, ops, stylize, verify, web
-from app.runtime import ModelRegistry
-from app.service import Service, build_pipelines
+from app.service import Service, build_pipelines, load_registry
 
 log = logging.getLogger("app")
 
@@ -34,19 +33,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = await run_in_threadpool(
-            ModelRegistry.load,
-            settings.models_dir,
-            settings.provider_list(),
-            settings.threads_per_session(),
-            require_gpu=settings.require_gpu,
-            warmup=settings.warmup,
-            cudnn_conv_algo_search=settings.cudnn_conv_algo_search,
-            spinning=settings.ort_spinning,
-        )
+        registry = await run_in_threadpool(load_registry, settings)
         gate = InferenceGate(settings.max_concurrency, settings.max_queue, settings.request_timeout_s,
                              settings.retry_after_s)
-        pipelines = build_pipelines(registry, settings.models_dir)
+        pipelines = build_pipelines(registry, settings.models_dir, settings.threads_per_session())
         service = Service(settings=settings, registry=registry, gate=gate, pipelines=pipelines)
         app.state.service = service
         log.info("ready: %d models, providers %s", len(registry.models), registry.active_providers())

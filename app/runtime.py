@@ -72,6 +72,7 @@ class ModelSession:
 
     entry: dict[str, Any]
     session: ort.InferenceSession
+    threads: int = 1  # onnxruntime intra-op threads of this session
     input_names: list[str] = field(default_factory=list)
     output_names: list[str] = field(default_factory=list)
 
@@ -156,7 +157,7 @@ def load_model(
         log.warning("model %s: %s did not start (onnxruntime chose %s); trying %s", entry["id"], candidates[0],
                     active, ", ".join(candidates[1:]))
         candidates = candidates[1:]
-    return ModelSession(entry=entry, session=session)
+    return ModelSession(entry=entry, session=session, threads=threads)
 
 
 class ModelRegistry:
@@ -190,7 +191,10 @@ class ModelRegistry:
         warmup: bool = True,
         cudnn_conv_algo_search: str = "HEURISTIC",
         spinning: bool = False,
+        threads_by_model: Mapping[str, int] | None = None,
     ) -> ModelRegistry:
+        """Load every model of the manifest with `threads` intra-op threads, or threads_by_model[id] for the
+        models named there (those whose pipeline runs them from several threads at once)."""
         providers = resolve_providers(requested, ort.get_available_providers())
         if require_gpu and not any(p in GPU_PROVIDERS for p in providers):
             raise ModelLoadError(
@@ -206,14 +210,15 @@ class ModelRegistry:
                 skipped[entry["id"]] = "GPU-only variant; no GPU provider available"
                 log.info("model %s skipped: %s", entry["id"], skipped[entry["id"]])
                 continue
-            model = load_model(entry, models_dir, providers, threads, cudnn_conv_algo_search=cudnn_conv_algo_search,
-                               spinning=spinning)
+            model_threads = (threads_by_model or {}).get(entry["id"], threads)
+            model = load_model(entry, models_dir, providers, model_threads,
+                               cudnn_conv_algo_search=cudnn_conv_algo_search, spinning=spinning)
             if require_gpu and model.active_provider not in GPU_PROVIDERS:
                 raise ModelLoadError(
                     f"ATELIER_REQUIRE_GPU is set but model {model.id} fell back to {model.active_provider} "
                     "(onnxruntime-gpu without a usable CUDA runtime falls back silently)"
                 )
-            log.info("model %s loaded on %s (%d threads)", model.id, model.active_provider, threads)
+            log.info("model %s loaded on %s (%d threads)", model.id, model.active_provider, model_threads)
             metrics.ACTIVE_PROVIDER.labels(model=model.id, provider=model.active_provider).set(1)
             models[model.id] = model
         registry = cls(entries, models, skipped)

@@ -20,12 +20,34 @@ MTCNN_MODELS = ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet")
 EMBEDDING_MODEL = "dlib-face-resnet"
 
 
-def build_pipelines(registry: ModelRegistry, models_dir: Path) -> dict[str, Any]:
-    """One pipeline object per capability whose models are loaded (filters need none)."""
+def load_registry(settings: Settings) -> ModelRegistry:
+    """Every model of the manifest, with the thread split the pipelines below expect.
+
+    MTCNN's nets get one intra-op thread each: the detector runs them from threads_per_session() workers at
+    once (whole pyramid levels, chunks of crops), which keeps the cores busier than onnxruntime's own
+    parallel loops over MTCNN's many small runs (bench/bench_detect.py).
+    """
+    return ModelRegistry.load(
+        settings.models_dir,
+        settings.provider_list(),
+        settings.threads_per_session(),
+        require_gpu=settings.require_gpu,
+        warmup=settings.warmup,
+        cudnn_conv_algo_search=settings.cudnn_conv_algo_search,
+        spinning=settings.ort_spinning,
+        threads_by_model=dict.fromkeys(MTCNN_MODELS, 1),
+    )
+
+
+def build_pipelines(registry: ModelRegistry, models_dir: Path, threads: int = 1) -> dict[str, Any]:
+    """One pipeline object per capability whose models are loaded (filters need none).
+
+    threads: the threads one request may keep busy (Settings.threads_per_session()).
+    """
     pipelines: dict[str, Any] = {}
     if all(model_id in registry for model_id in MTCNN_MODELS):
         pnet, rnet, onet = (registry.get(model_id) for model_id in MTCNN_MODELS)
-        detector = MtcnnDetector(pnet, rnet, onet)
+        detector = MtcnnDetector(pnet, rnet, onet, workers=max(1, threads // pnet.threads))
         pipelines["detect"] = detector
         pipelines["detect_model"] = f"mtcnn ({pnet.entry['version']})"
         if EMBEDDING_MODEL in registry:

@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="sleep this long before each timed call on either side, so that the thread pool "
                              "of the side that just ran (onnxruntime's or OpenMP's, busy-waiting for a while "
                              "after each call) does not steal the 2 cores from the other; 100 is enough here")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="threads our detector runs its nets from (default: --threads, as the service does); "
+                             "each net's session then gets threads // workers intra-op threads")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -151,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     if not REF_PYTHON.exists():
         log.error("no reference venv at %s: run `bash bench/make_ref_venv.sh` first", REF_PYTHON)
         return 2
-    runners = [make_runner(MODELS_DIR / f"mtcnn_{n}.onnx", args.threads, args.ort_spinning)
-               for n in ("pnet", "rnet", "onet")]
-    ours = MtcnnDetector(*runners)
+    workers = args.workers or args.threads
+    pnet, rnet, onet = (make_runner(MODELS_DIR / f"mtcnn_{n}.onnx", max(1, args.threads // workers),
+                                    args.ort_spinning) for n in ("pnet", "rnet", "onet"))
+    ours = MtcnnDetector(pnet, rnet, onet, workers=workers)
     reference = Reference(args.threads)
     rows: list[dict[str, Any]] = []
     try:
@@ -201,11 +205,13 @@ def main(argv: list[str] | None = None) -> int:
         best_ref = sum(r["facenet_pytorch_best_ms"] for r in picked)
         best_ours = sum(r["ours_best_ms"] for r in picked)
         log.info("%s: facenet-pytorch / ours = %.2fx on medians, %.2fx on best times, over %d photos "
-                 "(threads %d, %d runs each, onnxruntime spinning %s, pause %g ms)", label, total_ref / total_ours,
-                 best_ref / best_ours, len(picked), args.threads, args.repeats, args.ort_spinning, args.pause_ms)
+                 "(threads %d, workers %d, %d runs each, onnxruntime spinning %s, pause %g ms)", label,
+                 total_ref / total_ours, best_ref / best_ours, len(picked), args.threads, workers,
+                 args.repeats, args.ort_spinning, args.pause_ms)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        figures = {"threads": args.threads, "repeats": args.repeats, "ort_spinning": args.ort_spinning,
+        figures = {"threads": args.threads, "workers": workers, "repeats": args.repeats,
+                   "ort_spinning": args.ort_spinning,
                    "pause_ms": args.pause_ms,
                    "rows": rows}
         args.json.write_text(json.dumps(figures, indent=1) + "\n")

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from app.config import Settings  # noqa: E402
 from app.pipelines.style import load_catalogue, multi_style_weights, to_unit_nchw  # noqa: E402
-from app.runtime import ModelRegistry  # noqa: E402
+from app.service import load_registry  # noqa: E402
 from export.fetch import skimage_photo_png  # noqa: E402
 
 STYLE = "19"
@@ -58,7 +58,7 @@ def main() -> int:
     rgb = np.asarray(Image.open(io.BytesIO(upload)).convert("RGB"))
 
     settings = Settings()
-    registry = ModelRegistry.load(settings.models_dir, None, settings.threads_per_session(), warmup=True)
+    registry = load_registry(settings)
     network = registry.get("style-multi26")
     index = next(s["index"] for s in load_catalogue(settings.models_dir)["styles"] if s["id"] == STYLE)
     weights = multi_style_weights([(index, 1.0)])[None]  # (1, 26): one style

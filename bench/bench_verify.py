@@ -11,13 +11,14 @@ Models are loaded once before timing on both sides; one untimed warm-up round; t
 the median per pair is compared.
 
   PYTHONPATH=. .venv/bin/python bench/bench_verify.py [--repeat 5] [--threads 2]
-      [--mtcnn-source PATH/app/pipelines/mtcnn.py --mtcnn-models PATH/models]   (until MTCNN is merged)
+
+Our sessions are split as the service splits them (app.service.load_registry): MTCNN's nets one intra-op
+thread each, run from --threads workers; the embedding net --threads intra-op threads.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import itertools
 import json
@@ -26,11 +27,9 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from app.pipelines.align import align_faces
+from app.pipelines.mtcnn import DetectionParams, MtcnnDetector
 from app.pipelines.verify import VERIFY_MIN_FACE_SIZE, best_match, embed
 from app.runtime import ModelSession, load_model, read_manifest
 from export.fetch import REPO_ROOT, skimage_photo_png, test_photo
@@ -45,20 +45,6 @@ from export.fetch import REPO_ROOT, skimage_photo_png, test_photo
 log = logging.getLogger("bench_verify")
 REF_PYTHON = REPO_ROOT / ".cache" / "ref-dlib-venv" / "bin" / "python"
 PHOTOS = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "astronaut"]
-
-
-def _mtcnn_module(source: Path | None) -> ModuleType:
-    if source is None:
-        import app.pipelines.mtcnn as module  # type: ignore[import-not-found, unused-ignore]
-
-        return module
-    spec = importlib.util.spec_from_file_location("app.pipelines.mtcnn", source)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot load {source}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["app.pipelines.mtcnn"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _session(models_dir: Path, model_id: str, threads: int) -> ModelSession:
@@ -74,8 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
-    parser.add_argument("--mtcnn-source", type=Path, default=None)
-    parser.add_argument("--mtcnn-models", type=Path, default=REPO_ROOT / "models")
     parser.add_argument(
         "--min-face-size",
         type=int,
@@ -88,10 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if not REF_PYTHON.exists():
         raise SystemExit("needs .cache/ref-dlib-venv: bash bench/make_ref_dlib_venv.sh")
 
-    mtcnn = _mtcnn_module(args.mtcnn_source)
-    detector = mtcnn.MtcnnDetector(
-        *(_session(args.mtcnn_models, f"mtcnn-{n}", args.threads) for n in ("pnet", "rnet", "onet"))
-    )
+    pnet, rnet, onet = (_session(REPO_ROOT / "models", f"mtcnn-{n}", 1) for n in ("pnet", "rnet", "onet"))
+    detector = MtcnnDetector(pnet, rnet, onet, workers=args.threads)
     embedder = _session(REPO_ROOT / "models", "dlib-face-resnet", args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stdin.flush()  # type: ignore[union-attr]
             return dict(json.loads(server.stdout.readline()))  # type: ignore[union-attr]
 
-        params = mtcnn.DetectionParams(min_face_size=args.min_face_size)
+        params = DetectionParams(min_face_size=args.min_face_size)
 
         def verify(a: Path, b: Path) -> tuple[bool, float]:
             images = [_decode(a), _decode(b)]
@@ -136,10 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         for a, b in pairs:  # warm-up on both sides
             reference(paths[a], paths[b])
             verify(paths[a], paths[b])
-        ours_seconds, ours_same, ours_sim = [], [], []
+        ours_seconds: list[list[float]] = []  # per round, per pair
+        ours_same: list[bool] = []
+        ours_sim: list[float] = []
         ref: dict[str, list[Any]] = {"seconds": [], "same": [], "distance": []}
         for _ in range(args.repeat):
-            row, ref_row = [], []
+            row: list[float] = []
+            ref_row: list[float] = []
             for a, b in pairs:
                 answer = reference(paths[a], paths[b])
                 ref_row.append(answer["seconds"])

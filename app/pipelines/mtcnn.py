@@ -14,9 +14,10 @@ image. All arrays are float32 like the reference unless a docstring says otherwi
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -40,6 +41,8 @@ PNET_SCALE_NMS_IOU = 0.5  # NMS within one pyramid level (facenet-pytorch detect
 PNET_CROSS_SCALE_NMS_IOU = 0.7  # NMS over all levels' survivors (same source)
 RNET_NMS_IOU = 0.7  # after R-Net (same source)
 ONET_NMS_MIN_OVERLAP = 0.7  # after O-Net, overlap / smaller area ('Min' mode, same source)
+MIN_CROPS_PER_TASK = 32  # R-/O-Net crops are split across workers only in chunks at least this big: a
+# smaller batch gains less from a second thread than the hand-over costs (bench/bench_detect.py)
 NMS_MATRIX_MAX_BOXES = 1024  # up to this many boxes nms computes all pairwise overlaps at once (4 MiB a
 # matrix); a speed/memory trade-off measured in bench/, with no effect on which boxes are kept
 MIN_FACE_SIZE_FLOOR = PNET_CELL_SIZE  # a smaller min_face_size would upsample beyond P-Net's 12-pixel cell
@@ -146,39 +149,37 @@ def pooling_bins(length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class AreaResampler:
-    """Exact 'area' (adaptive average pooling) resampling of one image, by its integral image.
+    """Exact 'area' (adaptive average pooling) resampling of one image, by its integral images.
 
-    image (H, W, 3) uint8 is summed once by OpenCV into an integral image (H + 1, W + 1, 3), exact in int32
-    (float64 beyond 8.4 Mpx). Pyramid levels and crops are then differences of its entries, so each output
-    pixel is the bin's exact integer sum divided by the bin's height and then its width in float32, like the
-    reference's adaptive_avg_pool2d.
+    Each channel of image (H, W, 3) uint8 is summed once by OpenCV into an integral image; they are kept as
+    planes (3, H + 1, W + 1), exact in int32 (float64 beyond 8.4 Mpx), so that levels and crops come out
+    channel-first without a transposition. Pyramid levels and crops are then differences of their entries,
+    so each output pixel is the bin's exact integer sum divided by the bin's height and then its width in
+    float32, like the reference's adaptive_avg_pool2d. Read-only once built: threads may share it.
     """
 
     def __init__(self, image: np.ndarray) -> None:
         self.height, self.width = image.shape[:2]
         # int32 holds every sum while H * W * 255 < 2**31; float64 is exact far beyond any accepted image.
-        depth = cv2.CV_32S if self.height * self.width * 255 < 2**31 else cv2.CV_64F
-        self.integral = cv2.integral(np.ascontiguousarray(image), sdepth=depth)  # (H + 1, W + 1, 3)
+        exact_in_int32 = self.height * self.width * 255 < 2**31
+        self.integral = np.empty((3, self.height + 1, self.width + 1), np.int32 if exact_in_int32 else np.float64)
+        for plane, integral in zip(cv2.split(np.ascontiguousarray(image)), self.integral, strict=True):
+            cv2.integral(plane, sum=integral, sdepth=cv2.CV_32S if exact_in_int32 else cv2.CV_64F)  # in place
 
-    def level(self, out_height: int, out_width: int, rows: slice | None = None,
-              out: np.ndarray | None = None) -> np.ndarray:
-        """The whole image resampled to (3, out_height, out_width) float32 pixel values (CHW).
-
-        rows: only this block of the level's rows (3, len(rows), out_width), the same values as in the whole
-        level; out: write the result there (a float32 array of that shape, a view is fine) and return it.
-        """
+    def level(self, out_height: int, out_width: int) -> np.ndarray:
+        """The whole image resampled to (3, out_height, out_width) float32 pixel values (CHW)."""
         row_start, row_end = pooling_bins(self.height, out_height)
-        if rows is not None:
-            row_start, row_end = row_start[rows], row_end[rows]
         col_start, col_end = pooling_bins(self.width, out_width)
-        block = self.integral[row_end]
-        block -= self.integral[row_start]  # (h, W + 1, 3): bin sums over rows, cumulative over columns
-        sums = np.take(block, col_end, axis=1)  # np.take keeps C order (fancy indexing would not)
-        sums -= np.take(block, col_start, axis=1)  # (h, w, 3) exact bin sums
-        pixels = np.empty((3, len(row_start), out_width), dtype=np.float32) if out is None else out
-        np.divide(sums.transpose(2, 0, 1), (row_end - row_start).astype(np.float32)[:, None], out=pixels,
-                  casting="unsafe", dtype=np.float32)  # the exact sums to float32, then / bin height
-        pixels /= (col_end - col_start).astype(np.float32)[None, None, :]
+        heights = (row_end - row_start).astype(np.float32)[:, None]
+        widths = (col_end - col_start).astype(np.float32)[None, :]
+        pixels = np.empty((3, out_height, out_width), dtype=np.float32)
+        for plane, out in zip(self.integral, pixels, strict=True):
+            rows = plane[row_end]
+            rows -= plane[row_start]  # (h, W + 1): bin sums over rows, cumulative over columns
+            sums = np.take(rows, col_end, axis=1)
+            sums -= np.take(rows, col_start, axis=1)  # (h, w) exact bin sums
+            np.divide(sums, heights, out=out, casting="unsafe", dtype=np.float32)  # exact sums to float32, / height
+            out /= widths
         return pixels
 
     def crops(self, regions: np.ndarray, size: int) -> np.ndarray:
@@ -196,10 +197,10 @@ class AreaResampler:
         # One flat index per (crop, channel, row, column) corner, built in CHW order so that the gathers need
         # no transpose afterwards; np.take on a 1-d array is numpy's fastest gather.
         flat = self.integral.reshape(-1)
-        stride = (self.width + 1) * 3
-        channel = np.arange(3, dtype=np.int64)[None, :, None, None]
-        r0s, r1s = (r0 * stride)[:, None, :, None], (r1 * stride)[:, None, :, None]  # (N, 1, size, 1)
-        c0s, c1s = (c0 * 3)[:, None, None, :] + channel, (c1 * 3)[:, None, None, :] + channel  # (N, 3, 1, size)
+        stride = self.width + 1
+        channel = np.arange(3, dtype=np.int64)[None, :, None, None] * ((self.height + 1) * stride)
+        r0s, r1s = (r0 * stride)[:, None, :, None] + channel, (r1 * stride)[:, None, :, None] + channel
+        c0s, c1s = c0[:, None, None, :], c1[:, None, None, :]  # (N, 1, 1, size)
         sums = np.take(flat, r1s + c1s)
         sums -= np.take(flat, r0s + c1s)
         sums -= np.take(flat, r1s + c0s)
@@ -355,16 +356,50 @@ def _run(runner: Runner, batch: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(runner.output_names, runner.run({runner.input_names[0]: batch}), strict=True))
 
 
+class _Workers:
+    """Runs independent tasks of one detection in `count` threads, or inline when count is 1.
+
+    Each task runs in a copy of the caller's context, which carries the request's deadline (app.gate), so
+    a cancelled request stops its nets in every thread.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="mtcnn") if count > 1 else None
+
+    def map(self, function: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """function over items, results in items' order; tasks start in that order."""
+        if self._pool is None or len(items) < 2:
+            return [function(item) for item in items]
+        tasks = [self._pool.submit(contextvars.copy_context().run, function, item) for item in items]
+        return [task.result() for task in tasks]
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 class MtcnnDetector:
     """The three-stage cascade over three Runners (app.runtime.ModelSession or a test wrapper).
 
     Nets: mtcnn-pnet (image (1,3,H,W) -> box_offsets (1,4,h,w), face_prob (1,h,w)), mtcnn-rnet
     (image (N,3,24,24) -> box_offsets (N,4), face_prob (N,)), mtcnn-onet (image (N,3,48,48) -> box_offsets,
     landmarks (N,10), face_prob). Stateless between calls; safe to share across threads if the Runners are.
+
+    workers: how many threads run the nets at once. P-Net runs whole pyramid levels in parallel, R-Net and
+    O-Net run their crops in one chunk per worker. On a CPU, give the nets sessions with one intra-op thread
+    and as many workers as cores: independent runs keep the cores busier than onnxruntime's parallel loops
+    within one run (bench/bench_detect.py). Results do not depend on the number of workers.
     """
 
-    def __init__(self, pnet: Runner, rnet: Runner, onet: Runner) -> None:
+    def __init__(self, pnet: Runner, rnet: Runner, onet: Runner, workers: int = 1) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         self.pnet, self.rnet, self.onet = pnet, rnet, onet
+        self.workers = workers
 
     def detect(self, image_rgb: np.ndarray, params: DetectionParams | None = None) -> list[Face]:
         """Faces in an (H, W, 3) uint8 RGB image, highest score first; [] when there is none."""
@@ -386,90 +421,78 @@ class MtcnnDetector:
             clock = now
 
         height, width = image_rgb.shape[:2]
-        resampler = AreaResampler(image_rgb)
-        boxes = self._propose(resampler, params)  # (N, 4) squared candidates
-        result.candidates["pnet"] = len(boxes)
-        lap("pnet")
-        boxes, _ = self._refine(resampler, boxes, params.thresholds[1])
-        result.candidates["rnet"] = len(boxes)
-        lap("rnet")
-        boxes, scores, points = self._output(resampler, boxes, params.thresholds[2])
-        result.candidates["onet"] = len(boxes)
-        lap("onet")
+        with _Workers(self.workers) as workers:
+            resampler = AreaResampler(image_rgb)
+            boxes = self._propose(workers, resampler, params)  # (N, 4) squared candidates
+            result.candidates["pnet"] = len(boxes)
+            lap("pnet")
+            boxes, _ = self._refine(workers, resampler, boxes, params.thresholds[1])
+            result.candidates["rnet"] = len(boxes)
+            lap("rnet")
+            boxes, scores, points = self._output(workers, resampler, boxes, params.thresholds[2])
+            result.candidates["onet"] = len(boxes)
+            lap("onet")
         faces = [Face(box=boxes[i], score=float(scores[i]), landmarks=points[i]) for i in range(len(boxes))]
         result.faces = largest_faces(faces, params.max_faces)
         log.debug("mtcnn %dx%d: %s faces, %s ms", width, height, len(result.faces), result.timings_ms)
         return result
 
-    def _propose(self, resampler: AreaResampler, params: DetectionParams) -> np.ndarray:
+    def _propose(self, workers: _Workers, resampler: AreaResampler, params: DetectionParams) -> np.ndarray:
         """Stage 1: P-Net per pyramid level -> (N, 4) float32 calibrated, squared boxes, best first."""
         height, width = resampler.height, resampler.width
         scales = pyramid_scales(height, width, params.min_face_size, params.scale_factor)
 
-        def prepare(index: int) -> np.ndarray:
-            return normalise(resampler.level(*scaled_size(height, width, scales[index])))[None]
+        def propose_level(scale: float) -> np.ndarray:
+            """Resample, run P-Net, keep this level's candidates: (K, 9) rows as generate_boxes."""
+            level = normalise(resampler.level(*scaled_size(height, width, scale)))[None]
+            outputs = _run(self.pnet, level)
+            candidates = generate_boxes(outputs["box_offsets"][0], outputs["face_prob"][0], scale,
+                                        params.thresholds[0])
+            return candidates[nms(candidates[:, :4], candidates[:, 4], PNET_SCALE_NMS_IOU)]
 
-        per_scale: list[np.ndarray] = []
-        # A helper thread resamples level k + 1 while P-Net runs on level k (numpy and onnxruntime release the
-        # GIL in their heavy loops); the first level, which nothing overlaps, is resampled half by each thread.
-        # Every level holds exactly the values it would have without the threads.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtcnn-pyramid") as pool:
-            level = np.zeros(0, dtype=np.float32)
-            if scales:
-                out_height, out_width = scaled_size(height, width, scales[0])
-                first = np.empty((3, out_height, out_width), dtype=np.float32)
-                half = out_height // 2
-                upper = pool.submit(lambda: normalise(resampler.level(out_height, out_width, slice(0, half),
-                                                                      out=first[:, :half])))
-                normalise(resampler.level(out_height, out_width, slice(half, out_height), out=first[:, half:]))
-                upper.result()
-                level = first[None]
-            for index, scale in enumerate(scales):
-                pending = pool.submit(prepare, index + 1) if index + 1 < len(scales) else None
-                outputs = _run(self.pnet, level)
-                candidates = generate_boxes(outputs["box_offsets"][0], outputs["face_prob"][0], scale,
-                                            params.thresholds[0])
-                keep = nms(candidates[:, :4], candidates[:, 4], PNET_SCALE_NMS_IOU)
-                per_scale.append(candidates[keep])
-                if pending is not None:
-                    level = pending.result()
+        # Largest level first: it is about half the work, so one worker takes it while the others share the
+        # rest. Gathered in scale order, as a sequential loop would.
+        per_scale = workers.map(propose_level, scales)
         if not per_scale:
             return np.zeros((0, 4), dtype=np.float32)
         candidates = np.concatenate(per_scale, axis=0)  # (N, 9)
         candidates = candidates[nms(candidates[:, :4], candidates[:, 4], PNET_CROSS_SCALE_NMS_IOU)]
         return square(calibrate(candidates[:, :4], candidates[:, 5:9], pixel_inclusive=False))
 
-    def _crops(self, resampler: AreaResampler, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised crops (M, 3, size, size) of the boxes that touch the image, and those boxes' indices."""
+    def _run_on_crops(self, workers: _Workers, net: Runner, resampler: AreaResampler, boxes: np.ndarray,
+                      size: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The net's outputs on the normalised size x size crops of the boxes that touch the image, and those
+        boxes' indices. The crops are cut and run in one chunk per worker (none smaller than
+        MIN_CROPS_PER_TASK); outputs are concatenated in box order."""
         regions, valid = crop_regions(boxes, resampler.height, resampler.width)
         kept = np.flatnonzero(valid)
-        return normalise(resampler.crops(regions[kept], size)), kept
+        if not len(kept):
+            return {}, kept
+        chunks = np.array_split(regions[kept], max(1, min(workers.count, len(kept) // MIN_CROPS_PER_TASK)))
+        per_chunk = workers.map(lambda chunk: _run(net, normalise(resampler.crops(chunk, size))), chunks)
+        return {name: np.concatenate([outputs[name] for outputs in per_chunk]) for name in per_chunk[0]}, kept
 
-    def _refine(self, resampler: AreaResampler, boxes: np.ndarray, threshold: float
+    def _refine(self, workers: _Workers, resampler: AreaResampler, boxes: np.ndarray, threshold: float
                 ) -> tuple[np.ndarray, np.ndarray]:
-        """Stage 2: R-Net on all crops at once -> (M, 4) squared boxes and (M,) scores, best first."""
-        if not len(boxes):
-            return boxes, np.zeros(0, dtype=np.float32)
-        crops, kept = self._crops(resampler, boxes, RNET_INPUT_SIZE)
+        """Stage 2: R-Net on all crops -> (M, 4) squared boxes and (M,) scores, best first."""
+        outputs, kept = self._run_on_crops(workers, self.rnet, resampler, boxes, RNET_INPUT_SIZE)
         if not len(kept):
             return boxes[kept], np.zeros(0, dtype=np.float32)
-        outputs = _run(self.rnet, crops)
         passed = outputs["face_prob"] > threshold
         boxes, scores = boxes[kept][passed], outputs["face_prob"][passed]
         offsets = outputs["box_offsets"][passed]
         keep = nms(boxes, scores, RNET_NMS_IOU)
         return square(calibrate(boxes[keep], offsets[keep], pixel_inclusive=True)), scores[keep]
 
-    def _output(self, resampler: AreaResampler, boxes: np.ndarray, threshold: float
+    def _output(self, workers: _Workers, resampler: AreaResampler, boxes: np.ndarray, threshold: float
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Stage 3: O-Net on all crops at once -> boxes (K, 4), scores (K,), landmarks (K, 5, 2), best first.
+        """Stage 3: O-Net on all crops -> boxes (K, 4), scores (K,), landmarks (K, 5, 2), best first.
 
         Landmarks are placed with the crop boxes, before those boxes are calibrated (as the reference does).
         """
-        crops, kept = self._crops(resampler, boxes, ONET_INPUT_SIZE)
+        outputs, kept = self._run_on_crops(workers, self.onet, resampler, boxes, ONET_INPUT_SIZE)
         if not len(kept):
             return boxes[kept], np.zeros(0, dtype=np.float32), np.zeros((0, 5, 2), dtype=np.float32)
-        outputs = _run(self.onet, crops)
         passed = outputs["face_prob"] > threshold
         boxes, scores = boxes[kept][passed], outputs["face_prob"][passed]
         points = landmarks_to_image(boxes, outputs["landmarks"][passed])

@@ -83,3 +83,20 @@ def test_annotated_png(client: TestClient, how: str) -> None:
     drawn = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
     original = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     assert drawn.shape == original.shape and (drawn != original).any()
+
+
+def test_the_service_runs_mtcnn_single_threaded_sessions_from_parallel_workers(served_settings: object) -> None:
+    """app.service.load_registry: MTCNN's sessions get one intra-op thread, the detector one worker per thread."""
+    from app.config import Settings
+    from app.main import create_app
+
+    assert isinstance(served_settings, Settings)
+    settings = served_settings.model_copy(update={"warmup": False, "intra_op_threads": 3})
+    app = create_app(settings)
+    with TestClient(app):
+        service = app.state.service
+        assert service.pipelines["detect"].workers == 3
+        for model_id in ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet"):
+            model = service.registry.get(model_id)
+            assert model.threads == 1 and model.session.get_session_options().intra_op_num_threads == 1
+        assert service.registry.get("dlib-face-resnet").threads == 3

@@ -26,8 +26,10 @@ LANDMARK_ATOL_PX = 1.0
 
 
 @cache
-def detector() -> MtcnnDetector:
-    return MtcnnDetector(*(OnnxRunner(MODELS_DIR / f"mtcnn_{net}.onnx") for net in ("pnet", "rnet", "onet")))
+def detector(workers: int = 1) -> MtcnnDetector:
+    """workers 1: one thread throughout; 2: as the service runs it (single-threaded sessions, two workers)."""
+    pnet, rnet, onet = (OnnxRunner(MODELS_DIR / f"mtcnn_{net}.onnx", threads=1) for net in ("pnet", "rnet", "onet"))
+    return MtcnnDetector(pnet, rnet, onet, workers=workers)
 
 
 def golden(case: str) -> dict[str, Any]:
@@ -47,13 +49,14 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_detections_match_facenet_pytorch(case: str) -> None:
+def test_detections_match_facenet_pytorch(case: str, workers: int) -> None:
     data = golden(case)
     image = case_image(case)
     if image_sha256(image) != data["image_sha256"]:
         pytest.fail(f"{case}: decoded pixels differ from the golden's (decoder change?); regenerate goldens")
-    faces = detector().detect(image, params_of(data))
+    faces = detector(workers).detect(image, params_of(data))
     assert len(faces) == len(data["boxes"])
     for face, box, score, points in zip(faces, data["boxes"], data["scores"], data["landmarks"], strict=True):
         assert iou(face.box, np.asarray(box)) >= MIN_IOU

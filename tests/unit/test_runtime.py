@@ -145,3 +145,11 @@ def test_idle_threads_do_not_spin_unless_asked(tiny_models: Path) -> None:
     busy = ModelRegistry.load(tiny_models, None, 2, spinning=True).get("test-affine").session.get_session_options()
     assert quiet.get_session_config_entry(key) == "0"
     assert busy.get_session_config_entry(key) == "1"
+
+
+def test_threads_by_model_overrides_the_default(tiny_models: Path) -> None:
+    default = ModelRegistry.load(tiny_models, None, 2).get("test-affine")
+    single = ModelRegistry.load(tiny_models, None, 2, threads_by_model={"test-affine": 1}).get("test-affine")
+    assert (default.threads, single.threads) == (2, 1)
+    assert default.session.get_session_options().intra_op_num_threads == 2
+    assert single.session.get_session_options().intra_op_num_threads == 1
