@@ -29,7 +29,9 @@ class Settings(BaseSettings):
         description="'auto' (TensorRT, CUDA, CPU as available) or a comma-separated list of onnxruntime providers",
     )
     require_gpu: bool = Field(False, description="refuse to start unless a GPU provider is active for every model")
-    intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per session; 0 = cores / workers")
+    intra_op_threads: int = Field(
+        0, ge=0, description="threads one request may use: onnxruntime intra-op threads per session (MTCNN's "
+        "sessions: one each, run from this many workers); 0 = cores / workers")
     warmup: bool = True
     ort_spinning: bool = Field(
         False, description="let onnxruntime's idle intra-op threads busy-wait: they then steal cores from the "
