@@ -41,8 +41,10 @@ PNET_SCALE_NMS_IOU = 0.5  # NMS within one pyramid level (facenet-pytorch detect
 PNET_CROSS_SCALE_NMS_IOU = 0.7  # NMS over all levels' survivors (same source)
 RNET_NMS_IOU = 0.7  # after R-Net (same source)
 ONET_NMS_MIN_OVERLAP = 0.7  # after O-Net, overlap / smaller area ('Min' mode, same source)
-MIN_CROPS_PER_TASK = 32  # R-/O-Net crops are split across workers only in chunks at least this big: a
-# smaller batch gains less from a second thread than the hand-over costs (bench/bench_detect.py)
+RNET_MIN_CROPS_PER_CHUNK = 32  # crops are split across workers only in chunks at least this big: below, a
+ONET_MIN_CROPS_PER_CHUNK = 4  # second thread gains less than the hand-over costs. Measured with one-thread
+# sessions on the 2-core machine: R-Net 64 crops 5.7 -> 3.3 ms in two chunks, 32 crops 2.8 -> 3.0 ms;
+# O-Net 8 crops 4.2 -> 2.7 ms, 4 crops 2.2 -> 2.6 ms
 NMS_MATRIX_MAX_BOXES = 1024  # up to this many boxes nms computes all pairwise overlaps at once (4 MiB a
 # matrix); a speed/memory trade-off measured in bench/, with no effect on which boxes are kept
 MIN_FACE_SIZE_FLOOR = PNET_CELL_SIZE  # a smaller min_face_size would upsample beyond P-Net's 12-pixel cell
@@ -460,22 +462,23 @@ class MtcnnDetector:
         return square(calibrate(candidates[:, :4], candidates[:, 5:9], pixel_inclusive=False))
 
     def _run_on_crops(self, workers: _Workers, net: Runner, resampler: AreaResampler, boxes: np.ndarray,
-                      size: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                      size: int, min_chunk: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The net's outputs on the normalised size x size crops of the boxes that touch the image, and those
-        boxes' indices. The crops are cut and run in one chunk per worker (none smaller than
-        MIN_CROPS_PER_TASK); outputs are concatenated in box order."""
+        boxes' indices. The crops are cut and run in one chunk per worker, none smaller than min_chunk crops;
+        outputs are concatenated in box order."""
         regions, valid = crop_regions(boxes, resampler.height, resampler.width)
         kept = np.flatnonzero(valid)
         if not len(kept):
             return {}, kept
-        chunks = np.array_split(regions[kept], max(1, min(workers.count, len(kept) // MIN_CROPS_PER_TASK)))
+        chunks = np.array_split(regions[kept], max(1, min(workers.count, len(kept) // min_chunk)))
         per_chunk = workers.map(lambda chunk: _run(net, normalise(resampler.crops(chunk, size))), chunks)
         return {name: np.concatenate([outputs[name] for outputs in per_chunk]) for name in per_chunk[0]}, kept
 
     def _refine(self, workers: _Workers, resampler: AreaResampler, boxes: np.ndarray, threshold: float
                 ) -> tuple[np.ndarray, np.ndarray]:
         """Stage 2: R-Net on all crops -> (M, 4) squared boxes and (M,) scores, best first."""
-        outputs, kept = self._run_on_crops(workers, self.rnet, resampler, boxes, RNET_INPUT_SIZE)
+        outputs, kept = self._run_on_crops(workers, self.rnet, resampler, boxes, RNET_INPUT_SIZE,
+                                           RNET_MIN_CROPS_PER_CHUNK)
         if not len(kept):
             return boxes[kept], np.zeros(0, dtype=np.float32)
         passed = outputs["face_prob"] > threshold
@@ -490,7 +493,8 @@ class MtcnnDetector:
 
         Landmarks are placed with the crop boxes, before those boxes are calibrated (as the reference does).
         """
-        outputs, kept = self._run_on_crops(workers, self.onet, resampler, boxes, ONET_INPUT_SIZE)
+        outputs, kept = self._run_on_crops(workers, self.onet, resampler, boxes, ONET_INPUT_SIZE,
+                                           ONET_MIN_CROPS_PER_CHUNK)
         if not len(kept):
             return boxes[kept], np.zeros(0, dtype=np.float32), np.zeros((0, 5, 2), dtype=np.float32)
         passed = outputs["face_prob"] > threshold

@@ -103,11 +103,11 @@ def test_crops_are_split_into_chunks_of_at_least_the_minimum() -> None:
     boxes = np.array([[x, 10.0, x + 30.0, 40.0] for x in range(0, 300, 3)], np.float32)  # 100 boxes
     resampler = AreaResampler(_image())
     with _Workers(2) as workers:
-        outputs, kept = detector._run_on_crops(workers, rnet, resampler, boxes, 24)
+        outputs, kept = detector._run_on_crops(workers, rnet, resampler, boxes, 24, 32)
         assert rnet.batches == [50, 50] and len(kept) == 100
         one_batch = rnet.run({"image": normalise(resampler.crops(crop_regions(boxes, 300, 400)[0], 24))})
         np.testing.assert_array_equal(outputs["face_prob"], one_batch[1])  # in box order
         rnet.batches.clear()
-        detector._run_on_crops(workers, rnet, resampler, boxes[:40], 24)
-        assert rnet.batches == [40]  # two chunks of 20 would be under MIN_CROPS_PER_TASK
+        detector._run_on_crops(workers, rnet, resampler, boxes[:40], 24, 32)
+        assert rnet.batches == [40]  # two chunks of 20 would be under the minimum of 32
 
