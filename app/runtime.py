@@ -72,7 +72,6 @@ class ModelSession:
 
     entry: dict[str, Any]
     session: ort.InferenceSession
-    threads: int = 1  # onnxruntime intra-op threads of this session
     input_names: list[str] = field(default_factory=list)
     output_names: list[str] = field(default_factory=list)
 
@@ -83,6 +82,11 @@ class ModelSession:
     @property
     def id(self) -> str:
         return str(self.entry["id"])
+
+    @property
+    def threads(self) -> int:
+        """onnxruntime intra-op threads of this session, as it was created with."""
+        return int(self.session.get_session_options().intra_op_num_threads)
 
     @property
     def active_provider(self) -> str:
@@ -157,7 +161,7 @@ def load_model(
         log.warning("model %s: %s did not start (onnxruntime chose %s); trying %s", entry["id"], candidates[0],
                     active, ", ".join(candidates[1:]))
         candidates = candidates[1:]
-    return ModelSession(entry=entry, session=session, threads=threads)
+    return ModelSession(entry=entry, session=session)
 
 
 class ModelRegistry:

@@ -130,8 +130,10 @@ class ConvPReLUPool(nn.Module):
         return self.sign(torch.relu(self.mix(pooled))) + pooled
 
 
-def _face_logit(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One logit whose logistic equals the two-class softmax's channel 1: row 1 minus row 0."""
+def _face_logit(layer: nn.Conv2d | nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of one logit whose logistic equals the two-class softmax's channel 1 over the layer's two
+    outputs: row 1 minus row 0."""
+    weight, bias = layer.weight.detach(), layer.bias.detach()
     return (weight[1] - weight[0])[None], (bias[1] - bias[0])[None]
 
 
@@ -144,7 +146,7 @@ class FastPNet(nn.Module):
         self.layer2 = ConvPReLU(reference.conv2, reference.prelu2, self.layer1.out_channels)
         self.layer3 = ConvPReLU(reference.conv3, reference.prelu3)
         # One 1x1 convolution for both heads: 4 box offsets and the face logit (5 of one 16-channel block).
-        logit_weight, logit_bias = _face_logit(reference.conv4_1.weight.detach(), reference.conv4_1.bias.detach())
+        logit_weight, logit_bias = _face_logit(reference.conv4_1)
         self.heads = _conv(torch.cat([reference.conv4_2.weight.detach(), logit_weight]),
                            torch.cat([reference.conv4_2.bias.detach(), logit_bias]))
 
@@ -169,7 +171,7 @@ class FastRNet(nn.Module):
         self.layer2 = ConvPReLUPool(reference.conv2, reference.prelu2, reference.pool2, self.layer1.out_channels)
         self.layer3 = ConvPReLU(reference.conv3, reference.prelu3, self.layer2.out_channels)
         self.dense4, self.prelu4 = reference.dense4, reference.prelu4  # (N, 128): PReLU is cheap here
-        self.face_logit = _linear(*_face_logit(reference.dense5_1.weight.detach(), reference.dense5_1.bias.detach()))
+        self.face_logit = _linear(*_face_logit(reference.dense5_1))
         self.dense5_2 = reference.dense5_2
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,7 +190,7 @@ class FastONet(nn.Module):
         self.layer3 = ConvPReLUPool(reference.conv3, reference.prelu3, reference.pool3, self.layer2.out_channels)
         self.layer4 = ConvPReLU(reference.conv4, reference.prelu4, self.layer3.out_channels)
         self.dense5, self.prelu5 = reference.dense5, reference.prelu5
-        self.face_logit = _linear(*_face_logit(reference.dense6_1.weight.detach(), reference.dense6_1.bias.detach()))
+        self.face_logit = _linear(*_face_logit(reference.dense6_1))
         self.dense6_2, self.dense6_3 = reference.dense6_2, reference.dense6_3
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
