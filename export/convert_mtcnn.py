@@ -25,7 +25,7 @@ import onnx
 import torch
 
 from export.fetch import FACENET_PYTORCH, read_checked
-from export.manifest import MODELS_DIR, source_entry, strip_trace_metadata, write_model
+from export.manifest import MODELS_DIR, source_entry, write_model
 from export.nets.mtcnn import ONet, PNet, RNet
 from export.nets.mtcnn_fast import fast_net
 from export.onnx_export import check_module_parity, export_module
@@ -98,7 +98,6 @@ def export_net(spec: NetSpec) -> tuple[onnx.ModelProto, float]:
     example = torch.zeros(shapes[0])
     model = export_module(fast_net(module), (example,), input_names=["image"], output_names=spec.output_names,
                           dynamic_shapes=_dynamic_shapes(spec))
-    strip_trace_metadata(model)  # before parity: the checked graph is the written one
     generator = np.random.default_rng(20160301)  # fixed seed: reproducible parity inputs
     worst = 0.0
     for shape in shapes:
