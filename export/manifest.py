@@ -45,6 +45,23 @@ def describe_onnx(model: onnx.ModelProto) -> dict[str, Any]:
     }
 
 
+# Each entry's measured figures live under this one key: {check: {"max_abs_diff": …, "atol": …}}. They vary
+# with the CPU's instruction set and summation order, so a regeneration is compared against each check's
+# tolerance there, while everything else in the entry (files, sha256, contract) must come out identical.
+MEASURED_KEY = "parity"
+
+
+def parity_record(max_abs_diff: float, atol: float) -> dict[str, float]:
+    """One parity check's measured worst difference beside the tolerance the export enforced."""
+    return {"max_abs_diff": float(f"{max_abs_diff:.3g}"), "atol": atol}
+
+
+def split_measured(entry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """(the entry without its measured figures, the measured figures): the first must regenerate identically."""
+    contract = {key: value for key, value in entry.items() if key != MEASURED_KEY}
+    return contract, dict(entry.get(MEASURED_KEY, {}))
+
+
 def source_entry(package: RegistryPackage, member: str, sha256: str) -> dict[str, str]:
     return {"registry": package.registry, "package": package.name, "version": package.version,
             "file": member, "sha256": sha256}
