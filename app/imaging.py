@@ -25,6 +25,12 @@ from app.errors import ImageTooLarge, InvalidImage, InvalidParameter, PayloadToo
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF"})
 OUTPUT_FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
 
+# The largest side each encoder can write. WebP: 14-bit dimensions in its VP8/VP8L headers (libwebp's
+# WEBP_MAX_DIMENSION). JPEG: the SOF marker has 16 bits, but libjpeg(-turbo) stops at JPEG_MAX_DIMENSION,
+# 65500 (jmorecfg.h; 65535 fails in Pillow's encoder here). PNG: 31-bit (PNG spec 11.2.2); the decode limit
+# (max_pixels) is far below that, so PNG can hold whatever was decoded.
+MAX_OUTPUT_SIDE = {"png": 2**31 - 1, "jpeg": 65_500, "webp": 16_383}
+
 _PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
              cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH]
 _DATA_URI = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
@@ -125,10 +131,23 @@ def _decode_opened(image: Image.Image, max_pixels: int) -> DecodedImage:
     return DecodedImage(rgb=rgb, alpha=alpha, source_format=source_format)
 
 
-def encode_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str = "png", quality: int = 90) -> tuple[bytes, str]:
-    """(H, W, 3) uint8 RGB (+ optional alpha) -> (encoded bytes, media type). JPEG drops the alpha channel."""
+def check_encodable(width: int, height: int, fmt: str) -> None:
+    """Raise InvalidParameter, naming the limit and the formats that can, unless `fmt` can store width x height.
+
+    Called before the work, so a result that could never be sent is refused before it is computed."""
     if fmt not in OUTPUT_FORMATS:
         raise InvalidParameter(f"format must be one of {', '.join(OUTPUT_FORMATS)}")
+    limit = MAX_OUTPUT_SIDE[fmt]
+    if max(width, height) > limit:
+        others = [f for f, side in MAX_OUTPUT_SIDE.items() if f != fmt and max(width, height) <= side]
+        raise InvalidParameter(
+            f"a {width}x{height} image cannot be written as {fmt}: its sides are limited to {limit} px; "
+            f"use format={' or format='.join(others)}, or send a smaller image")
+
+
+def encode_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str = "png", quality: int = 90) -> tuple[bytes, str]:
+    """(H, W, 3) uint8 RGB (+ optional alpha) -> (encoded bytes, media type). JPEG drops the alpha channel."""
+    check_encodable(int(rgb.shape[1]), int(rgb.shape[0]), fmt)
     pil_format, media_type = OUTPUT_FORMATS[fmt]
     if fmt == "png":
         # OpenCV's PNG writer, zlib level 1, RLE strategy, Paeth filter only (no per-row filter search): on a

@@ -223,9 +223,18 @@ class Stylizer:
             raise UnknownStyle(f"unknown style {key!r}; GET the style list for valid ids and names")
         return style
 
-    def check_style(self, spec: str) -> None:
-        """Validate a style spec without running anything: UnknownStyle or InvalidParameter when it is bad."""
+    def check_style(self, spec: str) -> str:
+        """Validate a style spec without running anything (UnknownStyle or InvalidParameter when it is bad) and
+        return its resolved form in catalogue ids only: ' Starry Night ' -> '7', 'a:1,b:3' -> '3:0.25,11:0.75'.
+        That form is what callers may echo: the raw spec can hold any Unicode that `str.strip` forgave."""
         self._plan(spec, None)
+        merged: dict[str, float] = {}
+        for key, weight in parse_style_terms(spec):
+            style_id = str(self.resolve(key)["id"])
+            merged[style_id] = merged.get(style_id, 0.0) + weight
+        if len(merged) == 1:
+            return next(iter(merged))
+        return ",".join(f"{style_id}:{weight:.6g}" for style_id, weight in merged.items())
 
     def _multi_runner(self, model_id: str) -> Runner:
         if self._prefer_fp16 and f"{model_id}-fp16" in self._runners:

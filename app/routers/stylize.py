@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.deps import ServiceDep
 from app.errors import NotFound, UnknownStyle
-from app.imaging import encode_image
+from app.imaging import check_encodable, encode_image
 from app.intake import parse_options, read_image_request
 from app.pipelines.style import DEFAULT_MAX_SIDE, MAX_MAX_SIDE, MIN_MAX_SIDE, Stylizer
 from app.routers.common import decode, image_request_body
@@ -92,11 +92,13 @@ async def stylize(request: Request, service: ServiceDep) -> Response:
     style_bytes = upload.files.get("style_image")
     if style_bytes is None and options.style is None:
         raise UnknownStyle("no style given: send `style` (GET /v1/styles lists them) or a `style_image`")
-    if style_bytes is None and options.style is not None:
-        stylizer.check_style(options.style)  # an unknown style answers 404 before any decoding
+    # An unknown style answers 404 before any decoding; the header echoes the resolved ids, never raw input.
+    style_label = stylizer.check_style(options.style) if style_bytes is None and options.style is not None else (
+        "arbitrary")
 
     def job() -> tuple[bytes, str, float]:
         image = decode(upload.files["image"], service.settings)
+        check_encodable(image.width, image.height, options.format)  # before the work, not after it
         style_image = decode(style_bytes, service.settings).rgb if style_bytes is not None else None
         inference_start = time.perf_counter()
         painted = stylizer.stylize(image.rgb, options.style, style_image=style_image, strength=options.strength,
@@ -108,6 +110,6 @@ async def stylize(request: Request, service: ServiceDep) -> Response:
     body, media_type, inference_ms = await service.gate.run(job)
     total_ms = (time.perf_counter() - started) * 1000
     return Response(body, media_type=media_type, headers={
-        "X-Style": options.style or "arbitrary",
+        "X-Style": style_label,
         "Server-Timing": f"inference;dur={inference_ms:.1f}, total;dur={total_ms:.1f}",
     })

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from app.errors import ImageTooLarge, InvalidImage, InvalidParameter, PayloadTooLarge
-from app.imaging import decode_base64, decode_image, encode_image
+from app.imaging import check_encodable, decode_base64, decode_image, encode_image
 from tests.conftest import encode, gradient_rgb
 
 LIMIT = 40_000_000
@@ -211,3 +211,15 @@ def test_encode_png_restores_alpha() -> None:
 def test_encode_rejects_unknown_format() -> None:
     with pytest.raises(InvalidParameter):
         encode_image(gradient_rgb(), None, "gif")
+
+
+@pytest.mark.parametrize(("fmt", "limit"), [("webp", 16_383), ("jpeg", 65_500)])
+def test_encoder_side_limits_are_checked_before_encoding(fmt: str, limit: int) -> None:
+    check_encodable(limit, 2, fmt)
+    check_encodable(2, limit, fmt)
+    for width, height in ((limit + 1, 2), (2, limit + 1)):
+        with pytest.raises(InvalidParameter, match=f"limited to {limit} px.*format=png"):
+            check_encodable(width, height, fmt)
+        with pytest.raises(InvalidParameter):
+            encode_image(np.zeros((height, width, 3), np.uint8), None, fmt)
+    check_encodable(limit + 1, 2, "png")

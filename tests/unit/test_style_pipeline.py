@@ -245,6 +245,15 @@ def test_preserve_color_keeps_chroma(stylizer: Stylizer) -> None:
     assert np.abs(chroma_in - chroma_out).max() <= 3
 
 
+@pytest.mark.parametrize(("spec", "resolved"), [
+    ("3", "3"), (" 3\u3000", "3"), ("Style Number 7", "7"), ("my-trained", "my-trained"),
+    ("3:0.7,11:0.3", "3:0.7,11:0.3"), ("style number 3:1, 11:3", "3:0.25,11:0.75"),
+    ("3:1,style number 3:1", "3"),  # an id and a name of one style are one style
+])
+def test_check_style_returns_the_resolved_ids(stylizer: Stylizer, spec: str, resolved: str) -> None:
+    assert stylizer.check_style(spec) == resolved
+
+
 @pytest.mark.parametrize("style", ["26", "no such style", "3:0.5,99:0.5", "missing-model"])
 def test_unknown_style(stylizer: Stylizer, style: str) -> None:
     with pytest.raises(UnknownStyle):
