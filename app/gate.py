@@ -2,38 +2,33 @@
 
 Work runs in a small thread pool, off the event loop. At most `concurrency` jobs run and at most `queue`
 wait; past that a request is refused at once with 503 OVERLOADED and Retry-After rather than queued without
-end. A job past its deadline is cancelled through onnxruntime's RunOptions.terminate (ModelSession.run reads
-the current job's RunOptions from a context variable, so pipelines need not know) and answered 503 TIMEOUT.
+end. Each job runs under an app.deadline.Deadline: onnxruntime runs are terminated when it is cancelled and
+numpy steps check it, so a job past its deadline stops within one step.
+
+A slot is held by the thread, not by the request: when the request stops waiting (its deadline passed, the
+client went away, shutdown) it is answered at once, and its slot is freed only when the thread has really
+finished. So the gate never admits more running jobs than it has slots, and nothing waits unseen in the
+executor's queue. A job whose deadline passed while it waited for a slot is refused before it starts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-import onnxruntime as ort
-
 from app import metrics
+from app.deadline import CURRENT_DEADLINE, Deadline
 from app.errors import DeadlineExceeded, Overloaded
 
 T = TypeVar("T")
 
-CURRENT_RUN_OPTIONS: contextvars.ContextVar[ort.RunOptions | None] = contextvars.ContextVar(
-    "atelier_run_options", default=None
-)
 
-
-def check_deadline() -> ort.RunOptions | None:
-    """The current job's RunOptions; raises DeadlineExceeded if the job was already cancelled."""
-    options = CURRENT_RUN_OPTIONS.get()
-    if options is not None and options.terminate:
-        raise DeadlineExceeded("the request ran past its deadline")
-    return options
+def _start_unless_expired(deadline: Deadline, job: Callable[[], T]) -> T:
+    deadline.check()  # expired in the queue: refuse before decoding anything
+    return job()
 
 
 class InferenceGate:
@@ -42,13 +37,20 @@ class InferenceGate:
         self.capacity = concurrency + queue
         self.timeout_s = timeout_s
         self.retry_after_s = retry_after_s
-        self._admitted = 0
+        self._admitted = 0  # waiting for a slot, or holding one (running, or finishing after its request left)
+        self._running = 0
         self._slots = asyncio.Semaphore(concurrency)
+        self._live: set[Deadline] = set()
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="inference")
 
     @property
     def admitted(self) -> int:
         return self._admitted
+
+    @property
+    def running(self) -> int:
+        """Jobs holding a slot: threads at work, including those whose request has already been answered."""
+        return self._running
 
     async def run(self, job: Callable[[], T]) -> T:
         if self._admitted >= self.capacity:
@@ -58,35 +60,51 @@ class InferenceGate:
                 headers={"Retry-After": str(self.retry_after_s)},
             )
         self._admitted += 1
-        deadline = time.monotonic() + self.timeout_s
+        deadline = Deadline.after(self.timeout_s)
         try:
-            try:
-                await asyncio.wait_for(self._slots.acquire(), timeout=self.timeout_s)
-            except TimeoutError:
-                raise DeadlineExceeded("the request waited past its deadline for a free slot") from None
-            try:
-                return await self._run_in_thread(job, max(0.0, deadline - time.monotonic()))
-            finally:
-                self._slots.release()
-        finally:
-            self._admitted -= 1
-
-    async def _run_in_thread(self, job: Callable[[], T], remaining_s: float) -> T:
-        options = ort.RunOptions()
-        context = contextvars.copy_context()
-        context.run(CURRENT_RUN_OPTIONS.set, options)
-        loop = asyncio.get_running_loop()
-        metrics.INFLIGHT.inc()
-        future = loop.run_in_executor(self._executor, context.run, job)
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout=remaining_s)
+            await asyncio.wait_for(self._slots.acquire(), timeout=self.timeout_s)
         except TimeoutError:
-            options.terminate = True  # onnxruntime aborts the run in progress; later runs refuse to start
-            with contextlib.suppress(Exception):  # the aborted run's own error is expected and irrelevant
-                await future
-            raise DeadlineExceeded(f"the request ran past its {self.timeout_s:g} s deadline") from None
-        finally:
+            self._admitted -= 1
+            raise DeadlineExceeded("the request waited past its deadline for a free slot") from None
+        except BaseException:
+            self._admitted -= 1
+            raise
+        return await self._run_in_thread(job, deadline)
+
+    async def _run_in_thread(self, job: Callable[[], T], deadline: Deadline) -> T:
+        """Run `job` holding the slot already acquired; the slot goes back when the thread finishes."""
+        context = contextvars.copy_context()
+        context.run(CURRENT_DEADLINE.set, deadline)
+        loop = asyncio.get_running_loop()
+        self._running += 1
+        self._live.add(deadline)
+        metrics.INFLIGHT.inc()
+        future = loop.run_in_executor(self._executor, context.run, _start_unless_expired, deadline, job)
+
+        def finished(done: asyncio.Future[T]) -> None:
+            if not done.cancelled():
+                done.exception()  # retrieved here: the request may have stopped waiting for it
+            self._live.discard(deadline)
+            self._running -= 1
+            self._admitted -= 1
             metrics.INFLIGHT.dec()
+            self._slots.release()
+
+        future.add_done_callback(finished)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout=deadline.remaining())
+        except TimeoutError:
+            deadline.cancel()  # the thread stops at its next check; its slot stays taken until then
+            raise DeadlineExceeded(f"the request ran past its {self.timeout_s:g} s deadline") from None
+        except asyncio.CancelledError:
+            deadline.cancel()  # nobody waits for the answer any more
+            raise
+
+    def cancel_all(self) -> None:
+        """Cancel every running job's deadline (shutdown after the drain period)."""
+        for deadline in list(self._live):
+            deadline.cancel()
 
     def shutdown(self) -> None:
+        self.cancel_all()
         self._executor.shutdown(wait=True, cancel_futures=False)

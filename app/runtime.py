@@ -18,8 +18,8 @@ import numpy as np
 import onnxruntime as ort
 
 from app import metrics
+from app.deadline import current_deadline
 from app.errors import ModelLoadError
-from app.gate import check_deadline
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +95,22 @@ class ModelSession:
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run the graph; outputs in graph order. Blocking: call it off the event loop (app.gate does).
 
-        Inside a gated job the job's RunOptions are used, so a request past its deadline is terminated.
+        Inside a gated job (app.deadline) a run does not start past the job's deadline, and a run in
+        progress when the deadline is cancelled is terminated through its RunOptions.
         """
-        run_options = check_deadline()
+        deadline = current_deadline()
         start = time.perf_counter()
-        try:
-            outputs = self.session.run(self.output_names, dict(feeds), run_options)
-        except Exception:
-            check_deadline()  # a terminated run surfaces as DeadlineExceeded, not as an internal error
-            raise
+        if deadline is None:
+            outputs = self.session.run(self.output_names, dict(feeds))
+        else:
+            deadline.check()
+            run_options = ort.RunOptions()
+            with deadline.cancelling(lambda: setattr(run_options, "terminate", True)):
+                try:
+                    outputs = self.session.run(self.output_names, dict(feeds), run_options)
+                except Exception:
+                    deadline.check()  # a terminated run surfaces as DeadlineExceeded, not as an internal error
+                    raise
         metrics.INFERENCE_SECONDS.labels(model=self.id).observe(time.perf_counter() - start)
         return [np.asarray(o) for o in outputs]
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from app.deadline import check_deadline
 from app.errors import InvalidImage, InvalidParameter
 from app.pipelines import Runner
 
@@ -45,6 +46,17 @@ RNET_MIN_CROPS_PER_CHUNK = 32  # crops are split across workers only in chunks a
 ONET_MIN_CROPS_PER_CHUNK = 4  # second thread gains less than the hand-over costs. Measured with one-thread
 # sessions on the 2-core machine: R-Net 64 crops 5.7 -> 3.3 ms in two chunks, 32 crops 2.8 -> 3.0 ms;
 # O-Net 8 crops 4.2 -> 2.7 ms, 4 crops 2.2 -> 2.6 ms
+# Bounds on the work any input can cause. P-Net's threshold may be as low as 0, where every map cell is a
+# candidate (835k at the largest level of a 2333x1434 photo at min_face_size 12), and NMS grows with the
+# square of its boxes. The reference keeps every cell; we keep the best-scoring ones. At the default
+# thresholds the most cells seen above threshold at one level were 871 (a 720x540 noise image at
+# min_face_size 12) and the most boxes surviving the per-level NMS, summed over levels, 3850 (obama3.jpg,
+# 2333x1434, min_face_size 12, scale_factor 0.95), measured with bench/pnet_candidates.py: both caps sit well
+# above, so results at the default thresholds equal the uncapped reference's.
+PNET_MAX_CELLS_PER_LEVEL = 4096  # best-scoring candidates kept per pyramid level, before that level's NMS
+PNET_MAX_PROPOSALS = 8192  # best-scoring candidates kept over all levels, before the cross-scale NMS
+MAX_CROPS_PER_CHUNK = 1024  # R-/O-Net crops cut and run at once: bounds the gather's index arrays (~14 MiB
+# each at 24x24, ~57 MiB at 48x48) without changing any output
 NMS_MATRIX_MAX_BOXES = 1024  # up to this many boxes nms computes all pairwise overlaps at once (4 MiB a
 # matrix); a speed/memory trade-off measured in bench/, with no effect on which boxes are kept
 MIN_FACE_SIZE_FLOOR = PNET_CELL_SIZE  # a smaller min_face_size would upsample beyond P-Net's 12-pixel cell
@@ -222,15 +234,30 @@ def normalise(pixels: np.ndarray) -> np.ndarray:
 
 
 # --- Box arithmetic -----------------------------------------------------------------------------------------
-def generate_boxes(offsets: np.ndarray, face_prob: np.ndarray, scale: float, threshold: float) -> np.ndarray:
+def best_scoring(scores: np.ndarray, limit: int) -> np.ndarray:
+    """Indices (K,) int64 of the `limit` highest scores, in their original order; all when there are fewer.
+
+    Ties at the cut go to the earlier index (a stable sort), so the choice is deterministic.
+    """
+    if scores.shape[0] <= limit:
+        return np.arange(scores.shape[0], dtype=np.int64)
+    return np.sort(np.argsort(-scores, kind="stable")[:limit])
+
+
+def generate_boxes(offsets: np.ndarray, face_prob: np.ndarray, scale: float, threshold: float,
+                   max_boxes: int | None = None) -> np.ndarray:
     """Candidate boxes from one P-Net output map, in image coordinates.
 
     offsets: (4, h, w) float32, face_prob: (h, w) float32 -> (K, 9) float32 rows
     x1, y1, x2, y2, score, dx1, dy1, dx2, dy2, in row-major map order. A map cell (row, col) covers the
     12x12 window at (STRIDE * col, STRIDE * row) of the scaled image; the reference maps it back as
-    floor((STRIDE * col + 1) / scale) .. floor((STRIDE * col + CELL) / scale).
+    floor((STRIDE * col + 1) / scale) .. floor((STRIDE * col + CELL) / scale). With max_boxes, only that many
+    best-scoring cells are kept (still in map order).
     """
     rows, cols = np.nonzero(face_prob >= threshold)
+    if max_boxes is not None and rows.shape[0] > max_boxes:
+        chosen = best_scoring(face_prob[rows, cols], max_boxes)
+        rows, cols = rows[chosen], cols[chosen]
     cells = np.stack([cols, rows], axis=1).astype(np.float32)  # (K, 2) x, y
     scale32 = np.float32(scale)
     top_left = np.floor((np.float32(PNET_STRIDE) * cells + np.float32(1)) / scale32)
@@ -263,7 +290,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: NmsMode =
     the smaller area with the pixel-inclusive (+1) extents of the authors' Matlab code (the reference after
     O-Net). Up to NMS_MATRIX_MAX_BOXES boxes, all pairwise overlaps are computed at once and the greedy pass
     only reads rows of that matrix; beyond, each step compares one kept box with all remaining ones. Both
-    ways compute each overlap with the same float32 operations, so they keep the same boxes.
+    ways compute each overlap with the same float32 operations, so they keep the same boxes. The long way
+    checks the job's deadline (app.deadline) at every step: nothing else could stop it.
     """
     if boxes.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
@@ -282,6 +310,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: NmsMode =
                 alive[i + 1:] &= ~within[i, i + 1:]
         return np.asarray(keep, dtype=np.int64)
     while order.size:
+        check_deadline()
         best, rest = order[0], order[1:]
         keep.append(int(best))
         if not rest.size:
@@ -428,9 +457,11 @@ class MtcnnDetector:
             boxes = self._propose(workers, resampler, params)  # (N, 4) squared candidates
             result.candidates["pnet"] = len(boxes)
             lap("pnet")
+            check_deadline()
             boxes, _ = self._refine(workers, resampler, boxes, params.thresholds[1])
             result.candidates["rnet"] = len(boxes)
             lap("rnet")
+            check_deadline()
             boxes, scores, points = self._output(workers, resampler, boxes, params.thresholds[2])
             result.candidates["onet"] = len(boxes)
             lap("onet")
@@ -449,7 +480,8 @@ class MtcnnDetector:
             level = normalise(resampler.level(*scaled_size(height, width, scale)))[None]
             outputs = _run(self.pnet, level)
             candidates = generate_boxes(outputs["box_offsets"][0], outputs["face_prob"][0], scale,
-                                        params.thresholds[0])
+                                        params.thresholds[0], max_boxes=PNET_MAX_CELLS_PER_LEVEL)
+            check_deadline()
             return candidates[nms(candidates[:, :4], candidates[:, 4], PNET_SCALE_NMS_IOU)]
 
         # Largest level first: it is about half the work, so one worker takes it while the others share the
@@ -458,6 +490,7 @@ class MtcnnDetector:
         if not per_scale:
             return np.zeros((0, 4), dtype=np.float32)
         candidates = np.concatenate(per_scale, axis=0)  # (N, 9)
+        candidates = candidates[best_scoring(candidates[:, 4], PNET_MAX_PROPOSALS)]
         candidates = candidates[nms(candidates[:, :4], candidates[:, 4], PNET_CROSS_SCALE_NMS_IOU)]
         return square(calibrate(candidates[:, :4], candidates[:, 5:9], pixel_inclusive=False))
 
@@ -470,7 +503,8 @@ class MtcnnDetector:
         kept = np.flatnonzero(valid)
         if not len(kept):
             return {}, kept
-        chunks = np.array_split(regions[kept], max(1, min(workers.count, len(kept) // min_chunk)))
+        count = max(1, min(workers.count, len(kept) // min_chunk), -(-len(kept) // MAX_CROPS_PER_CHUNK))
+        chunks = np.array_split(regions[kept], count)
         per_chunk = workers.map(lambda chunk: _run(net, normalise(resampler.crops(chunk, size))), chunks)
         return {name: np.concatenate([outputs[name] for outputs in per_chunk]) for name in per_chunk[0]}, kept
 

@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from app.deadline import check_deadline
 from app.errors import InvalidImage, InvalidParameter, UnknownStyle
 from app.pipelines import Runner
 
@@ -291,10 +292,13 @@ class Stylizer:
             return image.copy()
         height, width = image.shape[:2]
         work = fit_within(image, max_side)
+        check_deadline()  # between steps: OpenCV's filters and resizes cannot be stopped inside
         stylized = run(work)
+        check_deadline()
         if preserve_color:
             stylized = keep_colours(stylized, work)
         stylized = resize_to(stylized, height, width)
+        check_deadline()
         return blend(image, stylized, strength)
 
     def _plan(self, style: str | None, style_image: np.ndarray | None) -> Any:

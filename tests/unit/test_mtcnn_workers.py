@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
-from app.gate import CURRENT_RUN_OPTIONS
+from app.deadline import CURRENT_DEADLINE, Deadline
 from app.pipelines.mtcnn import (
     AreaResampler,
     MtcnnDetector,
@@ -38,7 +38,7 @@ class RecordingPNet:
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         image = feeds["image"]
         with self.lock:
-            self.calls.append((image.shape, CURRENT_RUN_OPTIONS.get()))
+            self.calls.append((image.shape, CURRENT_DEADLINE.get()))
             index = len(self.calls) - 1
         if self.barrier is not None and index < self.barrier.parties:
             self.barrier.wait()
@@ -80,12 +80,12 @@ def test_each_level_runs_once_in_the_callers_context_and_results_match_one_threa
     single = MtcnnDetector(RecordingPNet(), CropNet(False), CropNet(True), workers=1).run(image)
     pnet = RecordingPNet(concurrent_first_calls=3)  # three levels must run at the same time
     detector = MtcnnDetector(pnet, CropNet(False), CropNet(True), workers=3)
-    marker = object()
-    token = CURRENT_RUN_OPTIONS.set(marker)  # stands in for the request's RunOptions
+    marker = Deadline.after(60)  # stands in for the request's deadline
+    token = CURRENT_DEADLINE.set(marker)
     try:
         parallel = detector.run(image)
     finally:
-        CURRENT_RUN_OPTIONS.reset(token)
+        CURRENT_DEADLINE.reset(token)
     levels = [(1, 3, *scaled_size(300, 400, s)) for s in pyramid_scales(300, 400, 20, 0.709)]
     assert Counter(shape for shape, _ in pnet.calls) == Counter(levels)
     assert all(context is marker for _, context in pnet.calls)
