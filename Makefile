@@ -11,7 +11,7 @@ HOST  ?= 127.0.0.1
 PORT  ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast test-slow lint fetch models ref-dlib ref-mtcnn bench system-deps clean
+.PHONY: run test test-fast test-slow lint fetch models ref-dlib ref-mtcnn bench system-deps gpu-wheel-metadata clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,7 +60,19 @@ ref-dlib: $(CACHE)/ref-dlib-venv/bin/python
 ref-mtcnn:
 	bash bench/make_ref_venv.sh
 
-test: lint fetch ref-dlib
+# The pinned onnxruntime-gpu wheel's metadata (pip resolves it without downloading the wheel): the test of the
+# GPU image compares its CUDA major and Python tag with the Dockerfile's (tests/unit/test_images.py).
+GPU_WHEEL_PIN := $(shell sed -n 's/.*"onnxruntime-gpu==\([^"]*\)".*/\1/p' pyproject.toml)
+IMAGE_PYTHON := $(shell sed -n 's/^ARG PYTHON_VERSION=//p' Dockerfile)
+GPU_WHEEL_REPORT := $(CACHE)/gpu-wheel/onnxruntime-gpu-$(GPU_WHEEL_PIN)-py$(IMAGE_PYTHON).json
+$(GPU_WHEEL_REPORT): pyproject.toml Dockerfile | $(VENV)/bin/python
+	@mkdir -p $(dir $@)
+	$(PY) -m pip install -q --dry-run --no-deps --ignore-installed --only-binary=:all: --python-version $(IMAGE_PYTHON) \
+	  --platform manylinux_2_28_x86_64 --target $(CACHE)/gpu-wheel/unused --report $@.part "onnxruntime-gpu==$(GPU_WHEEL_PIN)"
+	mv $@.part $@
+gpu-wheel-metadata: $(GPU_WHEEL_REPORT)
+
+test: lint fetch ref-dlib gpu-wheel-metadata
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.test-deps fetch
