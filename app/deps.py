@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from app.config import Settings
 from app.errors import NotReady, Unauthorized
+from app.gate import Admission
 from app.service import Service
 
 
@@ -44,5 +46,12 @@ def require_api_key(request: Request) -> None:
         raise Unauthorized("the API key is not valid", headers={"WWW-Authenticate": "Bearer"})
 
 
+async def admitted(service: Annotated[Service, Depends(get_service)]) -> AsyncIterator[Admission]:
+    """A place in the inference gate, taken before the route reads the body (refused: 503 OVERLOADED)."""
+    async with service.gate.admit() as admission:
+        yield admission
+
+
 ServiceDep = Annotated[Service, Depends(get_service)]
+AdmissionDep = Annotated[Admission, Depends(admitted)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

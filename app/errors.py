@@ -63,6 +63,10 @@ class DeadlineExceeded(AtelierError):
     code, status = "TIMEOUT", 503
 
 
+class UploadTimeout(AtelierError):
+    code, status = "UPLOAD_TIMEOUT", 408
+
+
 class NotReady(AtelierError):
     code, status = "NOT_READY", 503
 

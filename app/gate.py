@@ -1,9 +1,12 @@
 """Bounded concurrency for inference, with a per-request deadline.
 
-Work runs in a small thread pool, off the event loop. At most `concurrency` jobs run and at most `queue`
-wait; past that a request is refused at once with 503 OVERLOADED and Retry-After rather than queued without
-end. Each job runs under an app.deadline.Deadline: onnxruntime runs are terminated when it is cancelled and
-numpy steps check it, so a job past its deadline stops within one step.
+A request is admitted before its body is read (`async with gate.admit() as admission`), so the places of the
+gate bound the memory that bodies take, not only the work: at most `concurrency` jobs run and at most `queue`
+more are being uploaded or wait for a slot; past that a request is refused at once with 503 OVERLOADED and
+Retry-After, before a byte of its body is read. The deadline starts at admission; an upload slower than the
+deadline is answered 408 UPLOAD_TIMEOUT. Work runs in a small thread pool, off the event loop, under the
+app.deadline.Deadline: onnxruntime runs are terminated when it is cancelled and numpy steps check it, so a job
+past its deadline stops within one step.
 
 A slot is held by the thread, not by the request: when the request stops waiting (its deadline passed, the
 client went away, shutdown) it is answered at once, and its slot is freed only when the thread has really
@@ -15,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from app import metrics
 from app.deadline import CURRENT_DEADLINE, Deadline
-from app.errors import DeadlineExceeded, Overloaded
+from app.errors import DeadlineExceeded, Overloaded, UploadTimeout
 
 T = TypeVar("T")
 
@@ -29,6 +33,33 @@ T = TypeVar("T")
 def _start_unless_expired(deadline: Deadline, job: Callable[[], T]) -> T:
     deadline.check()  # expired in the queue: refuse before decoding anything
     return job()
+
+
+class Admission:
+    """One admitted request's place in the gate: read its body within the deadline, then run one job."""
+
+    def __init__(self, gate: InferenceGate, deadline: Deadline) -> None:
+        self._gate = gate
+        self.deadline = deadline
+        self.started = False  # once the job has a slot, the place is freed when its thread ends
+
+    async def read(self, reading: Awaitable[T]) -> T:
+        """Await the body read (or any intake step) within what is left of the deadline."""
+        try:
+            return await asyncio.wait_for(reading, timeout=self.deadline.remaining())
+        except TimeoutError:
+            raise UploadTimeout(
+                f"the request body did not arrive within the {self.deadline.budget_s:g} s deadline") from None
+
+    async def run(self, job: Callable[[], T]) -> T:
+        if self.started:
+            raise RuntimeError("an admission runs one job")
+        try:
+            await asyncio.wait_for(self._gate._slots.acquire(), timeout=self.deadline.remaining())
+        except TimeoutError:
+            raise DeadlineExceeded("the request waited past its deadline for a free slot") from None
+        self.started = True
+        return await self._gate._run_in_thread(job, self.deadline)
 
 
 class InferenceGate:
@@ -52,7 +83,9 @@ class InferenceGate:
         """Jobs holding a slot: threads at work, including those whose request has already been answered."""
         return self._running
 
-    async def run(self, job: Callable[[], T]) -> T:
+    @asynccontextmanager
+    async def admit(self) -> AsyncIterator[Admission]:
+        """A place for one request, taken before its body is read; Overloaded at once when none is left."""
         if self._admitted >= self.capacity:
             metrics.REJECTED.inc()
             raise Overloaded(
@@ -60,16 +93,17 @@ class InferenceGate:
                 headers={"Retry-After": str(self.retry_after_s)},
             )
         self._admitted += 1
-        deadline = Deadline.after(self.timeout_s)
+        admission = Admission(self, Deadline.after(self.timeout_s))
         try:
-            await asyncio.wait_for(self._slots.acquire(), timeout=self.timeout_s)
-        except TimeoutError:
-            self._admitted -= 1
-            raise DeadlineExceeded("the request waited past its deadline for a free slot") from None
-        except BaseException:
-            self._admitted -= 1
-            raise
-        return await self._run_in_thread(job, deadline)
+            yield admission
+        finally:
+            if not admission.started:  # a started job gives its place back when its thread ends
+                self._admitted -= 1
+
+    async def run(self, job: Callable[[], T]) -> T:
+        """Admit and run `job` in one step (for callers with nothing to read first)."""
+        async with self.admit() as admission:
+            return await admission.run(job)
 
     async def _run_in_thread(self, job: Callable[[], T], deadline: Deadline) -> T:
         """Run `job` holding the slot already acquired; the slot goes back when the thread finishes."""

@@ -51,6 +51,13 @@ async def _read_capped(request: Request, cap: int) -> bytes:
     return body
 
 
+def _forget_body(request: Request) -> None:
+    """Drop the Request's reference to the raw body once it is parsed: the decoded fields are all that is
+    needed from here on, and the Request lives until the response is sent."""
+    if hasattr(request, "_body"):
+        del request._body  # noqa: SLF001
+
+
 def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
@@ -92,12 +99,16 @@ async def read_image_request(
             else:
                 options[key] = value
         await form.close()
+        _forget_body(request)
     elif media_type == "application/json":
         body = await _read_capped(request, (per_image * 4 // 3 + 4) * len(image_fields) + _FORM_OVERHEAD_BYTES)
         try:
             payload = json.loads(body) if body else None
         except ValueError:
             raise InvalidParameter("the body is not valid JSON") from None
+        finally:
+            del body
+            _forget_body(request)
         if not isinstance(payload, dict):
             raise InvalidParameter("the JSON body must be an object")
         for key, value in payload.items():
@@ -109,6 +120,7 @@ async def read_image_request(
         if len(required) != 1:
             raise UnsupportedMediaType("this endpoint takes several images: send multipart/form-data or JSON")
         files[image_fields[0]] = await _read_capped(request, per_image)
+        _forget_body(request)  # the bytes live on in `files` only
     else:
         raise UnsupportedMediaType(
             f"unsupported Content-Type '{media_type or 'none'}': send multipart/form-data, application/json"

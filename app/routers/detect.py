@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.deps import ServiceDep
+from app.deps import AdmissionDep, ServiceDep
 from app.imaging import encode_image
 from app.intake import parse_options, read_image_request
 from app.pipelines.annotate import draw_detections
@@ -74,9 +74,9 @@ class DetectResponse(BaseModel):
     responses={**ERROR_RESPONSES, 200: {"content": {"image/png": {}}}},
     openapi_extra=image_request_body(["image"], DetectOptions),
 )
-async def detect(request: Request, service: ServiceDep) -> Any:
+async def detect(request: Request, service: ServiceDep, admission: AdmissionDep) -> Any:
     started = time.perf_counter()
-    upload = await read_image_request(request, ["image"], service.settings)
+    upload = await admission.read(read_image_request(request, ["image"], service.settings))
     options = parse_options(DetectOptions, upload.options)
     params = options.params()
     detector = service.pipeline("detect", MtcnnDetector)
@@ -92,7 +92,7 @@ async def detect(request: Request, service: ServiceDep) -> Any:
             return image, result, decode_ms, encode_image(canvas, None, "png")
         return image, result, decode_ms, None
 
-    image, result, decode_ms, drawn = await service.gate.run(job)
+    image, result, decode_ms, drawn = await admission.run(job)
     if drawn is not None:
         body, media_type = drawn
         return Response(body, media_type=media_type, headers={"X-Faces": str(len(result.faces))})

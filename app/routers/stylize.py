@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.deps import ServiceDep
+from app.deps import AdmissionDep, ServiceDep
 from app.errors import NotFound, UnknownStyle
 from app.imaging import check_encodable, encode_image
 from app.intake import parse_options, read_image_request
@@ -84,9 +84,10 @@ async def style_preview(style_id: str, service: ServiceDep) -> FileResponse:
                                         "description": "the stylised image, the input's width and height"}},
     openapi_extra=image_request_body(["image"], StylizeOptions, optional_fields=["style_image"]),
 )
-async def stylize(request: Request, service: ServiceDep) -> Response:
+async def stylize(request: Request, service: ServiceDep, admission: AdmissionDep) -> Response:
     started = time.perf_counter()
-    upload = await read_image_request(request, ["image"], service.settings, optional_fields=["style_image"])
+    upload = await admission.read(read_image_request(request, ["image"], service.settings,
+                                                     optional_fields=["style_image"]))
     options = parse_options(StylizeOptions, upload.options)
     stylizer = service.pipeline("stylize", Stylizer)
     style_bytes = upload.files.get("style_image")
@@ -107,7 +108,7 @@ async def stylize(request: Request, service: ServiceDep) -> Response:
         body, media_type = encode_image(painted, image.alpha, options.format, options.quality)
         return body, media_type, inference_ms
 
-    body, media_type, inference_ms = await service.gate.run(job)
+    body, media_type, inference_ms = await admission.run(job)
     total_ms = (time.perf_counter() - started) * 1000
     return Response(body, media_type=media_type, headers={
         "X-Style": style_label,

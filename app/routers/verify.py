@@ -8,7 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from app.deps import ServiceDep
+from app.deps import AdmissionDep, ServiceDep
 from app.intake import parse_options, read_image_request
 from app.pipelines.recognition import FaceRecognizer
 from app.pipelines.verify import VERIFY_MIN_FACE_SIZE
@@ -66,9 +66,9 @@ class VerifyResponse(BaseModel):
     responses=ERROR_RESPONSES,
     openapi_extra=image_request_body(["image"], EmbedOptions),
 )
-async def embed(request: Request, service: ServiceDep) -> EmbedResponse:
+async def embed(request: Request, service: ServiceDep, admission: AdmissionDep) -> EmbedResponse:
     started = time.perf_counter()
-    upload = await read_image_request(request, ["image"], service.settings)
+    upload = await admission.read(read_image_request(request, ["image"], service.settings))
     options = parse_options(EmbedOptions, upload.options)
     recognizer = service.pipeline("verify", FaceRecognizer)
 
@@ -76,7 +76,7 @@ async def embed(request: Request, service: ServiceDep) -> EmbedResponse:
         image = decode(upload.files["image"], service.settings)
         return recognizer.embed_faces(image.rgb, options.params())
 
-    result = await service.gate.run(job)
+    result = await admission.run(job)
     faces = [EmbeddedFace.model_validate({**face.as_dict(), "embedding": [float(v) for v in vector]})
              for face, vector in zip(result.faces, result.embeddings, strict=True)]
     return EmbedResponse(faces=faces, model=recognizer.model_name, dimensions=recognizer.dimensions,
@@ -90,9 +90,10 @@ async def embed(request: Request, service: ServiceDep) -> EmbedResponse:
     responses=ERROR_RESPONSES,
     openapi_extra=image_request_body(["image_a", "image_b"], VerifyOptions),
 )
-async def verify(request: Request, service: ServiceDep) -> VerifyResponse:
+async def verify(request: Request, service: ServiceDep, admission: AdmissionDep) -> VerifyResponse:
     started = time.perf_counter()
-    upload = await read_image_request(request, ["image_a", "image_b"], service.settings)
+    upload = await admission.read(read_image_request(request, ["image_a", "image_b"],
+                                                     service.settings))
     options = parse_options(VerifyOptions, upload.options)
     recognizer = service.pipeline("verify", FaceRecognizer)
 
@@ -102,7 +103,7 @@ async def verify(request: Request, service: ServiceDep) -> VerifyResponse:
         return recognizer.verify(image_a.rgb, image_b.rgb, options.params(), mode=options.face,
                                  threshold=options.threshold)
 
-    result = await service.gate.run(job)
+    result = await admission.run(job)
     return VerifyResponse(
         similarity=result.similarity,
         distance=result.distance,
