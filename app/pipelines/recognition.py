@@ -7,6 +7,7 @@ the returned objects: nothing here stores or logs them.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -45,27 +46,47 @@ def border_overflow(box: np.ndarray, height: int, width: int) -> int:
     return int(np.ceil(overflow))
 
 
-def redetect_border_face(detector: MtcnnDetector, image_rgb: np.ndarray, face: Face,
-                         params: DetectionParams) -> Face:
-    """`face` again, detected in the image zero-padded by its box's overflow, when its box crosses the border.
+def redetect_border_faces(detector: MtcnnDetector, image_rgb: np.ndarray, faces: Sequence[Face],
+                          params: DetectionParams) -> list[Face]:
+    """`faces` with each one whose box crosses the border replaced by its re-detection, highest score first.
 
-    Returns `face` itself when its box lies inside the image or no re-detected face overlaps it by
-    BORDER_REDETECT_MIN_IOU; otherwise the re-detected face in the original image's coordinates.
+    One detection, whatever the number of border faces: the image zero-padded on every side by the largest
+    overflow. Each border face is matched one to one with the re-detected faces, the best overlaps first, and
+    keeps its first detection when no unmatched face overlaps it by BORDER_REDETECT_MIN_IOU. Faces inside the
+    image are returned as they are, and without border faces nothing is detected again.
     """
     height, width = image_rgb.shape[:2]
-    pad = border_overflow(face.box, height, width)
-    if pad == 0:
-        return face
+    overflows = [border_overflow(face.box, height, width) for face in faces]
+    border = [index for index, overflow in enumerate(overflows) if overflow > 0]
+    if not border:
+        return list(faces)
+    pad = max(overflows)
     padded = cv2.copyMakeBorder(image_rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=BORDER_PAD_VALUE)
     every_face = DetectionParams(min_face_size=params.min_face_size, thresholds=params.thresholds,
                                  scale_factor=params.scale_factor, max_faces=None)
     candidates = [Face(box=c.box - np.float32(pad), score=c.score, landmarks=c.landmarks - np.float32(pad))
                   for c in detector.detect(padded, every_face)]
-    if not candidates:
-        return face
-    overlaps = [_iou(c.box, face.box) for c in candidates]
-    best = int(np.argmax(overlaps))
-    return candidates[best] if overlaps[best] >= BORDER_REDETECT_MIN_IOU else face
+    pairs = sorted(((_iou(candidate.box, faces[index].box), index, choice)
+                    for index in border for choice, candidate in enumerate(candidates)),
+                   key=lambda pair: (-pair[0], pair[1], pair[2]))
+    result = list(faces)
+    matched_faces: set[int] = set()
+    matched_candidates: set[int] = set()
+    for overlap, index, choice in pairs:
+        if overlap < BORDER_REDETECT_MIN_IOU:
+            break
+        if index in matched_faces or choice in matched_candidates:
+            continue
+        result[index] = candidates[choice]
+        matched_faces.add(index)
+        matched_candidates.add(choice)
+    return sorted(result, key=lambda face: face.score, reverse=True)  # stable: ties keep the detector's order
+
+
+def redetect_border_face(detector: MtcnnDetector, image_rgb: np.ndarray, face: Face,
+                         params: DetectionParams) -> Face:
+    """One face through redetect_border_faces: `face` itself when it lies inside or nothing matches it."""
+    return redetect_border_faces(detector, image_rgb, [face], params)[0]
 
 
 @dataclass
@@ -98,8 +119,7 @@ class FaceRecognizer:
     def embed_faces(self, image_rgb: np.ndarray, params: DetectionParams) -> EmbeddedFaces:
         """Every detected face (max_faces largest when set) with its unit embedding; [] when none."""
         start = time.perf_counter()
-        faces = [redetect_border_face(self.detector, image_rgb, face, params)
-                 for face in self.detector.detect(image_rgb, params)]
+        faces = redetect_border_faces(self.detector, image_rgb, self.detector.detect(image_rgb, params), params)
         detected = time.perf_counter()
         if faces:
             chips = align_faces(image_rgb, np.stack([face.landmarks for face in faces]))

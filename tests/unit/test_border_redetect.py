@@ -21,6 +21,7 @@ from app.pipelines.recognition import (
     _iou,
     border_overflow,
     redetect_border_face,
+    redetect_border_faces,
 )
 
 HEIGHT, WIDTH = 60, 80
@@ -142,3 +143,36 @@ def test_embed_faces_reports_the_redetected_border_face() -> None:
     np.testing.assert_allclose(result.faces[1].box, [-2, 5, 32, 55])
     assert result.embeddings.shape == (2, 128)
     assert len(stub.calls) == 2  # the first detection, then one for the border face only
+
+
+def test_many_border_faces_cost_one_detection_padded_by_the_largest_overflow() -> None:
+    crowd = [_face([-3, 2, 15, 20], score=0.99), _face([70, -5, 85, 12], score=0.98),
+             _face([20, 50, 35, 64], score=0.97), _face([30, 10, 50, 30], score=0.96)]  # the last one inside
+    pad = 5  # the worst overflow: 5 past the top edge and 5 past the right
+    stub = StubDetector([], [])
+    found = redetect_border_faces(cast(MtcnnDetector, stub), _image(), crowd, DetectionParams())
+    (padded, _), = stub.calls
+    assert padded.shape == (HEIGHT + 2 * pad, WIDTH + 2 * pad, 3)
+    assert all(a is b for a, b in zip(found, crowd, strict=True))  # nothing matched: all kept, in score order
+
+
+def test_two_border_faces_never_take_the_same_redetected_face() -> None:
+    left = _face([-4, 10, 20, 34], score=0.95)
+    near = _face([-4, 14, 20, 38], score=0.94)  # overlaps `left` heavily: both would pick `again`
+    pad = 4
+    again = _face([-3 + pad, 11 + pad, 21 + pad, 35 + pad], LANDMARKS + pad, score=0.99)
+    found = redetect_border_faces(cast(MtcnnDetector, StubDetector([], [again])), _image(), [left, near],
+                                  DetectionParams())
+    assert len(found) == 2
+    assert sum(face is near for face in found) == 1 and sum(face.score == pytest.approx(0.99) for face in found) == 1
+    np.testing.assert_allclose(found[0].box, [-3, 11, 21, 35])  # `left` overlaps it most; it took it
+
+
+def test_replacements_are_put_back_in_score_order() -> None:
+    inside = _face([30, 10, 50, 30], score=0.9)
+    border = _face([-6, 4, 20, 40], score=0.8)
+    again = _face([-5 + 6, 4 + 6, 21 + 6, 40 + 6], LANDMARKS + 6, score=0.999)
+    found = redetect_border_faces(cast(MtcnnDetector, StubDetector([], [again])), _image(), [inside, border],
+                                  DetectionParams())
+    assert [face.score for face in found] == sorted((face.score for face in found), reverse=True)
+    assert found[1] is inside and found[0].score == pytest.approx(0.999)
