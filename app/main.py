@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             service.draining = True
             gate.shutdown()
+            pipelines.close()
             app.state.service = None
 
     app = FastAPI(title="Atelier", version=__version__, description=DESCRIPTION, lifespan=lifespan,

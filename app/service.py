@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from app.config import Settings
 from app.errors import NotReady
@@ -39,26 +39,48 @@ def load_registry(settings: Settings) -> ModelRegistry:
     )
 
 
-def build_pipelines(registry: ModelRegistry, models_dir: Path, threads: int = 1) -> dict[str, Any]:
-    """One pipeline object per capability whose models are loaded (filters need none).
+@dataclass(frozen=True)
+class Pipelines:
+    """One pipeline object per capability, None where this deployment lacks its models."""
 
-    threads: the threads one request may keep busy (Settings.threads_per_session()).
+    detector: MtcnnDetector | None = None
+    detector_model: str = ""  # "mtcnn (<version>)", as /v1/detect reports it
+    recognizer: FaceRecognizer | None = None
+    stylizer: Stylizer | None = None
+
+    def close(self) -> None:
+        """Stop what keeps threads (the detector's worker pool, shared with the recognizer)."""
+        if self.detector is not None:
+            self.detector.close()
+
+
+def build_pipelines(registry: ModelRegistry, models_dir: Path, threads: int = 1) -> Pipelines:
+    """The pipelines whose models are loaded (filters need none).
+
+    threads: the threads one worker process may keep busy (Settings.threads_per_session()): the size of
+    MTCNN's worker pool, which every request shares.
     """
-    pipelines: dict[str, Any] = {}
+    detector = recognizer = stylizer = None
+    detector_model = ""
     if all(model_id in registry for model_id in MTCNN_MODELS):
         pnet, rnet, onet = (registry.get(model_id) for model_id in MTCNN_MODELS)
         detector = MtcnnDetector(pnet, rnet, onet, workers=max(1, threads // pnet.threads))
-        pipelines["detect"] = detector
-        pipelines["detect_model"] = f"mtcnn ({pnet.entry['version']})"
+        detector_model = f"mtcnn ({pnet.entry['version']})"
         if EMBEDDING_MODEL in registry:
             embedder = registry.get(EMBEDDING_MODEL)
-            pipelines["verify"] = FaceRecognizer(detector, embedder, f"{EMBEDDING_MODEL} ({embedder.entry['version']})")
+            recognizer = FaceRecognizer(detector, embedder, f"{EMBEDDING_MODEL} ({embedder.entry['version']})")
     style_runners = {model_id: model for model_id, model in registry.models.items()
                      if model.entry.get("task") == "style-transfer"}
     if (models_dir / "styles.json").exists():
         gpu = any(model.active_provider in GPU_PROVIDERS for model in style_runners.values())
-        pipelines["stylize"] = Stylizer(style_runners, load_catalogue(models_dir), prefer_fp16=gpu)
-    return pipelines
+        stylizer = Stylizer(style_runners, load_catalogue(models_dir), prefer_fp16=gpu)
+    return Pipelines(detector=detector, detector_model=detector_model, recognizer=recognizer, stylizer=stylizer)
+
+
+def _required(pipeline: PipelineT | None, capability: str) -> PipelineT:
+    if pipeline is None:
+        raise NotReady(f"the models for '{capability}' are not loaded in this deployment")
+    return pipeline
 
 
 @dataclass
@@ -66,16 +88,22 @@ class Service:
     settings: Settings
     registry: ModelRegistry
     gate: InferenceGate
-    pipelines: dict[str, Any] = field(default_factory=dict)  # capability name -> pipeline object
+    pipelines: Pipelines = field(default_factory=Pipelines)
     draining: bool = False
 
     @property
     def ready(self) -> bool:
         return self.registry.ready and not self.draining
 
-    def pipeline(self, name: str, kind: type[PipelineT]) -> PipelineT:
-        """The pipeline serving capability `name`; NotReady when this deployment lacks its models."""
-        found = self.pipelines.get(name)
-        if not isinstance(found, kind):
-            raise NotReady(f"the models for '{name}' are not loaded in this deployment")
-        return found
+    # The pipeline a router needs; NotReady (503) when this deployment lacks its models.
+    @property
+    def detector(self) -> MtcnnDetector:
+        return _required(self.pipelines.detector, "detect")
+
+    @property
+    def recognizer(self) -> FaceRecognizer:
+        return _required(self.pipelines.recognizer, "verify")
+
+    @property
+    def stylizer(self) -> Stylizer:
+        return _required(self.pipelines.stylizer, "stylize")

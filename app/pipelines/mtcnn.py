@@ -388,10 +388,13 @@ def _run(runner: Runner, batch: np.ndarray) -> dict[str, np.ndarray]:
 
 
 class _Workers:
-    """Runs independent tasks of one detection in `count` threads, or inline when count is 1.
+    """Runs independent tasks of detections in `count` threads, or inline when count is 1.
 
-    Each task runs in a copy of the caller's context, which carries the request's deadline (app.gate), so
-    a cancelled request stops its nets in every thread.
+    One pool per detector, shared by every request it serves: however many requests detect at once, MTCNN
+    keeps at most `count` threads busy (the service sizes it to its cores), instead of each request starting
+    a pool of its own and the threads outnumbering the cores. Each task runs in a copy of the caller's
+    context, which carries the request's deadline (app.deadline), so a cancelled request stops its nets in
+    every thread. Tasks never submit tasks, so requests sharing the pool cannot wait on each other in a cycle.
     """
 
     def __init__(self, count: int) -> None:
@@ -400,17 +403,25 @@ class _Workers:
 
     def map(self, function: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         """function over items, results in items' order; tasks start in that order."""
-        if self._pool is None or len(items) < 2:
+        if self._pool is None:
             return [function(item) for item in items]
+        # Even one task goes to the pool: then the nets of all requests together run on `count` threads.
         tasks = [self._pool.submit(contextvars.copy_context().run, function, item) for item in items]
-        return [task.result() for task in tasks]
+        try:
+            return [task.result() for task in tasks]
+        finally:
+            for task in tasks:
+                task.cancel()  # after a failure (a passed deadline), the rest need not start
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> _Workers:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.close()
 
 
 class MtcnnDetector:
@@ -431,6 +442,11 @@ class MtcnnDetector:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.pnet, self.rnet, self.onet = pnet, rnet, onet
         self.workers = workers
+        self._workers = _Workers(workers)
+
+    def close(self) -> None:
+        """Stop the worker threads (the service's lifespan calls this at shutdown)."""
+        self._workers.close()
 
     def detect(self, image_rgb: np.ndarray, params: DetectionParams | None = None) -> list[Face]:
         """Faces in an (H, W, 3) uint8 RGB image, highest score first; [] when there is none."""
@@ -452,19 +468,19 @@ class MtcnnDetector:
             clock = now
 
         height, width = image_rgb.shape[:2]
-        with _Workers(self.workers) as workers:
-            resampler = AreaResampler(image_rgb)
-            boxes = self._propose(workers, resampler, params)  # (N, 4) squared candidates
-            result.candidates["pnet"] = len(boxes)
-            lap("pnet")
-            check_deadline()
-            boxes, _ = self._refine(workers, resampler, boxes, params.thresholds[1])
-            result.candidates["rnet"] = len(boxes)
-            lap("rnet")
-            check_deadline()
-            boxes, scores, points = self._output(workers, resampler, boxes, params.thresholds[2])
-            result.candidates["onet"] = len(boxes)
-            lap("onet")
+        workers = self._workers
+        resampler = AreaResampler(image_rgb)
+        boxes = self._propose(workers, resampler, params)  # (N, 4) squared candidates
+        result.candidates["pnet"] = len(boxes)
+        lap("pnet")
+        check_deadline()
+        boxes, _ = self._refine(workers, resampler, boxes, params.thresholds[1])
+        result.candidates["rnet"] = len(boxes)
+        lap("rnet")
+        check_deadline()
+        boxes, scores, points = self._output(workers, resampler, boxes, params.thresholds[2])
+        result.candidates["onet"] = len(boxes)
+        lap("onet")
         faces = [Face(box=boxes[i], score=float(scores[i]), landmarks=points[i]) for i in range(len(boxes))]
         result.faces = largest_faces(faces, params.max_faces)
         log.debug("mtcnn %dx%d: %s faces, %s ms", width, height, len(result.faces), result.timings_ms)

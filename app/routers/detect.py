@@ -12,7 +12,7 @@ from app.deps import AdmissionDep, ServiceDep
 from app.imaging import encode_image
 from app.intake import parse_options, read_image_request
 from app.pipelines.annotate import draw_detections
-from app.pipelines.mtcnn import DetectionParams, MtcnnDetector
+from app.pipelines.mtcnn import DetectionParams
 from app.routers.common import decode, image_request_body, wants_image
 from app.schemas import ERROR_RESPONSES
 
@@ -79,7 +79,7 @@ async def detect(request: Request, service: ServiceDep, admission: AdmissionDep)
     upload = await admission.read(read_image_request(request, ["image"], service.settings))
     options = parse_options(DetectOptions, upload.options)
     params = options.params()
-    detector = service.pipeline("detect", MtcnnDetector)
+    detector = service.detector
     draw = wants_image(request, options.annotate)
 
     def job() -> tuple[Any, ...]:
@@ -102,6 +102,6 @@ async def detect(request: Request, service: ServiceDep, admission: AdmissionDep)
         width=image.width,
         height=image.height,
         faces=[FaceOut.model_validate(face.as_dict()) for face in result.faces],
-        model=service.pipelines["detect_model"],
+        model=service.pipelines.detector_model,
         timings_ms=timings,
     )

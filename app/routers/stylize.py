@@ -14,7 +14,7 @@ from app.deps import AdmissionDep, ServiceDep
 from app.errors import NotFound, UnknownStyle
 from app.imaging import check_encodable, encode_image
 from app.intake import parse_options, read_image_request
-from app.pipelines.style import DEFAULT_MAX_SIDE, MAX_MAX_SIDE, MIN_MAX_SIDE, Stylizer
+from app.pipelines.style import DEFAULT_MAX_SIDE, MAX_MAX_SIDE, MIN_MAX_SIDE
 from app.routers.common import decode, image_request_body
 from app.schemas import ERROR_RESPONSES
 
@@ -56,7 +56,7 @@ def _style_info(style: dict[str, Any]) -> StyleInfo:
 
 @router.get("/v1/styles", response_model=StyleList, summary="Every style: networks, trained, filters, arbitrary")
 async def list_styles(service: ServiceDep) -> StyleList:
-    return StyleList(styles=[_style_info(s) for s in service.pipeline("stylize", Stylizer).list_styles()])
+    return StyleList(styles=[_style_info(s) for s in service.stylizer.list_styles()])
 
 
 @router.get(
@@ -66,7 +66,7 @@ async def list_styles(service: ServiceDep) -> StyleList:
     responses={200: {"content": {"image/jpeg": {}}}, 404: ERROR_RESPONSES[404]},
 )
 async def style_preview(style_id: str, service: ServiceDep) -> FileResponse:
-    style = service.pipeline("stylize", Stylizer).resolve(style_id)
+    style = service.stylizer.resolve(style_id)
     if not style.get("preview"):
         raise NotFound(f"style {style_id!r} has no preview")
     models_dir = Path(service.settings.models_dir).resolve()
@@ -89,7 +89,7 @@ async def stylize(request: Request, service: ServiceDep, admission: AdmissionDep
     upload = await admission.read(read_image_request(request, ["image"], service.settings,
                                                      optional_fields=["style_image"]))
     options = parse_options(StylizeOptions, upload.options)
-    stylizer = service.pipeline("stylize", Stylizer)
+    stylizer = service.stylizer
     style_bytes = upload.files.get("style_image")
     if style_bytes is None and options.style is None:
         raise UnknownStyle("no style given: send `style` (GET /v1/styles lists them) or a `style_image`")

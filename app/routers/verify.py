@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field
 
 from app.deps import AdmissionDep, ServiceDep
 from app.intake import parse_options, read_image_request
-from app.pipelines.recognition import FaceRecognizer
 from app.pipelines.verify import VERIFY_MIN_FACE_SIZE
 from app.routers.common import decode, image_request_body
 from app.routers.detect import DetectOptions, FaceOut
@@ -70,7 +69,7 @@ async def embed(request: Request, service: ServiceDep, admission: AdmissionDep) 
     started = time.perf_counter()
     upload = await admission.read(read_image_request(request, ["image"], service.settings))
     options = parse_options(EmbedOptions, upload.options)
-    recognizer = service.pipeline("verify", FaceRecognizer)
+    recognizer = service.recognizer
 
     def job() -> Any:
         image = decode(upload.files["image"], service.settings)
@@ -95,7 +94,7 @@ async def verify(request: Request, service: ServiceDep, admission: AdmissionDep)
     upload = await admission.read(read_image_request(request, ["image_a", "image_b"],
                                                      service.settings))
     options = parse_options(VerifyOptions, upload.options)
-    recognizer = service.pipeline("verify", FaceRecognizer)
+    recognizer = service.recognizer
 
     def job() -> Any:
         image_a = decode(upload.files["image_a"], service.settings)

@@ -95,7 +95,7 @@ def test_the_service_runs_mtcnn_single_threaded_sessions_from_parallel_workers(s
     app = create_app(settings)
     with TestClient(app):
         service = app.state.service
-        assert service.pipelines["detect"].workers == 3
+        assert service.pipelines.detector.workers == 3
         for model_id in ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet"):
             model = service.registry.get(model_id)
             assert model.threads == 1 and model.session.get_session_options().intra_op_num_threads == 1

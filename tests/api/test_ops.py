@@ -99,7 +99,7 @@ def test_unexpected_errors_are_500_internal_without_details(served_settings: Set
 
     app = create_app(served_settings.model_copy(update={"warmup": False}))
     with TestClient(app, raise_server_exceptions=False) as raw:
-        monkeypatch.setattr(app.state.service.pipelines["detect"], "run", broken)
+        monkeypatch.setattr(app.state.service.pipelines.detector, "run", broken)
         response = raw.post("/v1/detect", files={"image": ("x.png", encode(gradient_rgb()), "image/png")})
         assert raw.get("/healthz").status_code == 200
     assert response.status_code == 500

@@ -5,7 +5,9 @@ models is in tests/models/test_mtcnn_parity.py."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
 
 import numpy as np
@@ -111,3 +113,35 @@ def test_crops_are_split_into_chunks_of_at_least_the_minimum() -> None:
         detector._run_on_crops(workers, rnet, resampler, boxes[:40], 24, 32)
         assert rnet.batches == [40]  # two chunks of 20 would be under the minimum of 32
 
+
+
+class CountingNet(CropNet):
+    """A crop net that counts how many of its runs, across every detection, are in progress at once."""
+
+    def __init__(self, landmarks: bool, tally: dict[str, int], lock: threading.Lock) -> None:
+        super().__init__(landmarks)
+        self.tally, self.lock = tally, lock
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        with self.lock:
+            self.tally["now"] += 1
+            self.tally["most"] = max(self.tally["most"], self.tally["now"])
+        try:
+            time.sleep(0.01)  # long enough for runs of different detections to overlap
+            return super().run(feeds)
+        finally:
+            with self.lock:
+                self.tally["now"] -= 1
+
+
+def test_concurrent_detections_share_the_detectors_threads() -> None:
+    """Four requests detecting at once on a 2-worker detector keep at most 2 nets running, not 4 x 2."""
+    tally, lock = {"now": 0, "most": 0}, threading.Lock()
+    rnet, onet = CountingNet(False, tally, lock), CountingNet(True, tally, lock)
+    detector = MtcnnDetector(RecordingPNet(), rnet, onet, workers=2)
+    images = [_image() for _ in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as requests:
+        results = list(requests.map(detector.run, images))
+    detector.close()
+    assert all(len(result.faces) == len(results[0].faces) > 0 for result in results)
+    assert len(rnet.batches) >= 4 and 1 <= tally["most"] <= 2
