@@ -52,7 +52,7 @@ USER 10001
 WORKDIR /srv/atelier
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=3).status != 200)"]
+    CMD ["atelier", "healthcheck"]
 CMD ["atelier", "serve"]
 
 # ---- CPU runtime (default target) ---------------------------------------------------------------
@@ -68,5 +68,5 @@ USER 10001
 WORKDIR /srv/atelier
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=3).status != 200)"]
+    CMD ["atelier", "healthcheck"]
 CMD ["atelier", "serve"]

@@ -1,9 +1,14 @@
-"""`atelier serve`: run the service under uvicorn (with uvloop and httptools from uvicorn[standard])."""
+"""`atelier serve`: run the service under uvicorn (with uvloop and httptools from uvicorn[standard]).
+
+`atelier healthcheck`: exit 0 when this machine's server answers /healthz on the port its Settings name (what
+the container images' HEALTHCHECK runs, so a changed ATELIER_PORT moves the check along with the server)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import urllib.error
+import urllib.request
 
 import uvicorn
 
@@ -19,7 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=settings.port)
     serve.add_argument("--workers", type=int, default=settings.workers,
                        help="worker processes; each loads its own sessions after the fork")
+    check = commands.add_parser("healthcheck", help="exit 0 if the local server answers /healthz")
+    check.add_argument("--port", type=int, default=settings.port)
+    check.add_argument("--timeout", type=float, default=3.0)
     args = parser.parse_args(argv)
+    if args.command == "healthcheck":
+        return healthcheck(args.port, args.timeout)
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
@@ -37,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
             timeout_graceful_shutdown=settings.shutdown_grace_s,
         )
     return 0
+
+
+def healthcheck(port: int, timeout_s: float) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=timeout_s) as response:
+            return 0 if response.status == 200 else 1
+    except (urllib.error.URLError, OSError):
+        return 1
 
 
 if __name__ == "__main__":

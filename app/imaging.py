@@ -77,9 +77,10 @@ def _to_rgb_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None
     if mode == "F":
         gray = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2)), None
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
-    if mode in ("L", "1") and "transparency" in image.info:
-        has_alpha = True
+    # Transparency as an alpha channel, or as a tRNS chunk (PNG): one palette index, or one grey or RGB colour
+    # that stands for "transparent" in a P, L, 1 or RGB image. Pillow turns either into alpha on RGBA.
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode in ("P", "L", "1", "RGB") and "transparency" in image.info)
     if has_alpha:
         rgba = np.asarray(image.convert("RGBA"))
         return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3])

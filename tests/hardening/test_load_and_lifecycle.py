@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from tests.conftest import photo_bytes
-from tests.hardening.conftest import live_server
+from tests.hardening.conftest import free_port, live_server
 
 # A slow request: P-Net over a deep pyramid of a 1434x2333 photo (min_face_size 12) takes seconds here.
 SLOW_PHOTO = "obama3.jpg"
@@ -79,3 +82,13 @@ def test_sigterm_lets_in_flight_requests_finish() -> None:
             raise AssertionError("the server still accepts connections after SIGTERM")
         except httpx.ConnectError:
             pass
+
+
+def test_the_healthcheck_command_follows_the_configured_port() -> None:
+    with live_server(warmup="false") as (base, _):
+        port = base.rsplit(":", 1)[1]
+        command = [sys.executable, "-m", "app.cli", "healthcheck"]
+        here = subprocess.run(command, env={**os.environ, "ATELIER_PORT": port}, timeout=30)
+        assert here.returncode == 0
+        elsewhere = subprocess.run([*command, "--port", str(free_port())], timeout=30)
+        assert elsewhere.returncode == 1

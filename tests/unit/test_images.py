@@ -1,5 +1,6 @@
-"""The container images can start: the GPU image's CUDA matches its onnxruntime-gpu wheel, and every image runs
-the Python minor the project is developed and tested on.
+"""The container images and the compose file. The images can start: the GPU image's CUDA matches its
+onnxruntime-gpu wheel, and every image runs the Python minor the project is developed and tested on. The
+compose file lets the drain finish and checks health on the port the server listens on.
 
 Without a Docker engine nothing is built here, so this reads what decides it: the Dockerfile's base image tags
 and ARGs, pyproject's pin, and the pinned wheel's own metadata as pip resolves it (the Makefile's
@@ -16,7 +17,9 @@ import tomllib
 from typing import Any
 
 import pytest
+import yaml
 
+from app.config import Settings
 from tests.conftest import REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
@@ -127,3 +130,15 @@ def test_the_check_catches_each_mismatch() -> None:
     with pytest.raises(ImageMismatch, match="not an nvidia/cuda image"):
         check_gpu_image(DOCKERFILE_13.replace("nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04", "ubuntu:24.04"),
                         "1.31.1", good)
+
+
+def test_compose_lets_the_drain_finish_and_checks_health_on_the_configured_port() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    grace = Settings(warmup=False).shutdown_grace_s
+    for name, service in compose["services"].items():
+        seconds = int(str(service["stop_grace_period"]).removesuffix("s"))
+        assert seconds > grace, (name, seconds, grace)  # Docker's SIGKILL must come after the drain
+        assert service["healthcheck"]["test"] == ["CMD", "atelier", "healthcheck"], name
+        assert service["environment"]["ATELIER_PORT"] == "${ATELIER_PORT:-8000}", name
+    healthchecks = re.findall(r"^\s+CMD \[(.*)\]$", DOCKERFILE.read_text(), flags=re.MULTILINE)
+    assert healthchecks == ['"atelier", "healthcheck"'] * 2

@@ -105,6 +105,23 @@ def test_palette_with_transparency_keeps_alpha() -> None:
     assert decoded.alpha[10, 10] == 255 and decoded.alpha[0, 0] == 0
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_trns_colour_key_becomes_alpha(mode: str) -> None:
+    """PNG's tRNS chunk: in an RGB or grey image, one colour means transparent (and no alpha channel)."""
+    rgb = gradient_rgb()
+    rgb[5:9, 7:12] = (10, 20, 30)
+    image = Image.fromarray(rgb).convert(mode)
+    key: object = int(np.asarray(image)[6, 8]) if mode == "L" else (10, 20, 30)
+    keyed = np.asarray(image) == key if mode == "L" else np.all(np.asarray(image) == key, axis=2)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", transparency=key)
+    decoded = decode_image(buffer.getvalue(), max_pixels=LIMIT)
+    assert decoded.alpha is not None
+    np.testing.assert_array_equal(decoded.alpha, np.where(keyed, 0, 255).astype(np.uint8))
+    out = Image.open(io.BytesIO(encode_image(decoded.rgb, decoded.alpha, "png")[0]))
+    assert out.mode == "RGBA" and np.asarray(out)[6, 8, 3] == 0  # and the answer keeps it
+
+
 def test_rgba_alpha_is_kept_aside() -> None:
     rgba = np.dstack([gradient_rgb(), np.tile(np.arange(64, dtype=np.uint8) * 4, (48, 1))])
     decoded = decode_image(encode(rgba, "PNG"), max_pixels=LIMIT)
