@@ -30,7 +30,7 @@ from tests.helpers import OnnxRunner
 MODELS = REPO_ROOT / "models"
 GOLDEN = REPO_ROOT / "tests" / "golden" / "dlib"
 REF_PYTHON = REPO_ROOT / ".cache" / "ref-dlib-venv" / "bin" / "python"
-PARITY_ATOL = 1e-4  # the issue's bar for our descriptor vs dlib's on the same chip (seen: 3e-7)
+PARITY_ATOL = 2e-6  # our descriptor vs dlib's on the same chip: seen 2.8e-7 here; 7x that for other CPUs' sums
 MIN_COSINE_WHOLE_FACE = 0.98  # issue's bar vs face_recognition end to end (seen: worst 0.9928)
 # Faces cut by the image border, aligned on the landmarks of the border re-detection (seen: 0.9958 and
 # 0.9976; 0.920 and 0.937 without it). The same bar; see tests/golden/dlib/README.md.
@@ -81,7 +81,7 @@ def test_dynamic_batch(model: ModelSession) -> None:
 
 
 def test_parity_with_dlib_on_dlibs_chips(model: ModelSession) -> None:
-    """Same 150x150 chip (cut by dlib) -> same descriptor as dlib's compute_face_descriptor, within 1e-4."""
+    """Same 150x150 chip (cut by dlib) -> same descriptor as dlib's compute_face_descriptor, within 2e-6."""
     golden = np.load(GOLDEN / "chips_dlib.npz")
     ours = _raw(model, golden["chips"])
     diff = np.abs(ours.astype(np.float64) - golden["descriptors"]).max()

@@ -1,7 +1,9 @@
 """MTCNN on the real ONNX files vs facenet-pytorch 2.6.0's MTCNN.detect (goldens in tests/golden/mtcnn/).
 
-Parity means: same number of faces; for each (both in score order) box IoU >= 0.99, score within 1e-3 and
-every landmark within 1 pixel. Regenerate goldens with tests/golden/make_mtcnn_goldens.py.
+Parity means: same number of faces; for each (both in score order) box IoU >= 0.9999, score within 1e-5 and
+every landmark within 0.01 pixel. Seen on this machine: IoU >= 0.99999, scores within 2.4e-7, landmarks within
+0.0002 px; the bounds leave room for another CPU's float32 sums, not for another algorithm. Regenerate goldens
+with tests/golden/make_mtcnn_goldens.py.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from tests.golden.make_mtcnn_goldens import CASES, case_image, image_sha256
 from tests.helpers import MODELS_DIR, OnnxRunner
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden" / "mtcnn"
-MIN_IOU = 0.99
-SCORE_ATOL = 1e-3
-LANDMARK_ATOL_PX = 1.0
+MIN_IOU = 0.9999
+SCORE_ATOL = 1e-5
+LANDMARK_ATOL_PX = 0.01
 
 
 @cache

@@ -165,7 +165,9 @@ def test_arbitrary_transform_same_as_shipped_at_384(runners: dict[str, Any]) -> 
     expected = shipped.run(None, {names[0]: content, names[1]: vector})[0]
     ours = runners["style-arbitrary-transform"]
     got = ours.run({ours.input_names[0]: content, ours.input_names[1]: vector})[0]
-    np.testing.assert_array_equal(got, expected)
+    # The same weights and ops; symbolic sizes may let onnxruntime pick other kernels on another CPU, so not
+    # bitwise (seen: identical here). 1e-5 of a [0, 1] image is far below one 8-bit level.
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
 def test_served_file_is_a_clean_single_file_model() -> None:
