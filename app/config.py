@@ -10,6 +10,9 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.errors import InvalidParameter
+from app.ratelimit import RateLimit
+
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
@@ -54,6 +57,19 @@ class Settings(BaseSettings):
     api_keys: str = Field("", description="comma-separated API keys; when set (or api_key_file is), /v1 needs one")
     api_key_file: Path | None = Field(None, description="file with one API key per line (# comments allowed)")
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS; empty = CORS off")
+    rate_limit: str = Field("", description="per API key (per client address without keys), e.g. '20/s', "
+                            "'600/min'; empty = no limit")
+    rate_burst: int | None = Field(None, ge=1, description="requests a quiet client may send at once; "
+                                   "default one second's worth of rate_limit")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _valid_rate(cls, value: str) -> str:
+        try:
+            RateLimit.parse(value)
+        except InvalidParameter as exc:
+            raise ValueError(exc.message) from None
+        return value.strip()
 
     @field_validator("providers")
     @classmethod
@@ -74,6 +90,9 @@ class Settings(BaseSettings):
                 if line and not line.startswith("#"):
                     keys.append(line)
         return keys
+
+    def rate_limit_rule(self) -> RateLimit | None:
+        return RateLimit.parse(self.rate_limit, self.rate_burst)
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

@@ -63,6 +63,10 @@ class DeadlineExceeded(AtelierError):
     code, status = "TIMEOUT", 503
 
 
+class RateLimited(AtelierError):
+    code, status = "RATE_LIMITED", 429
+
+
 class UploadTimeout(AtelierError):
     code, status = "UPLOAD_TIMEOUT", 408
 

@@ -13,10 +13,11 @@ from starlette.formparsers import MultiPartParser
 
 from app import __version__
 from app.config import Settings, get_settings
-from app.deps import require_api_key
+from app.deps import require_api_key, within_rate_limit
 from app.gate import InferenceGate
 from app.handlers import install_error_handlers
 from app.middleware import MetricsMiddleware
+from app.ratelimit import RateLimiter
 from app.routers import detect, ops, stylize, verify, web
 from app.service import Service, build_pipelines, load_registry
 
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Atelier", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None)  # /docs is served from local files (app/routers/web.py)
     app.state.api_keys = [key.encode() for key in settings.accepted_api_keys()]
+    rule = settings.rate_limit_rule()
+    app.state.rate_limiter = RateLimiter(rule) if rule is not None else None
     # Uploads stay in memory (never spooled to a temporary file on disk): the byte limit already bounds them.
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_upload_bytes + 1)
     install_error_handlers(app)
@@ -62,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     app.mount("/docs-static", web.swagger_files(), name="docs-static")
-    protected = [Depends(require_api_key)]
+    protected = [Depends(require_api_key), Depends(within_rate_limit)]  # in this order: keys are checked first
     app.include_router(ops.v1_router, dependencies=protected)
     app.include_router(detect.router, dependencies=protected)
     app.include_router(verify.router, dependencies=protected)

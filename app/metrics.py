@@ -24,3 +24,4 @@ ACTIVE_PROVIDER = Gauge(
 )
 INFLIGHT = Gauge("atelier_inference_inflight", "inference calls running now", registry=REGISTRY)
 REJECTED = Counter("atelier_overload_rejections_total", "requests answered 503 OVERLOADED", registry=REGISTRY)
+RATE_LIMITED = Counter("atelier_rate_limited_total", "requests answered 429 RATE_LIMITED", registry=REGISTRY)

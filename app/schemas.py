@@ -58,6 +58,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         413: "upload or image too large (PAYLOAD_TOO_LARGE, IMAGE_TOO_LARGE)",
         408: "the body did not arrive within the deadline (UPLOAD_TIMEOUT)",
         415: "unsupported Content-Type (UNSUPPORTED_MEDIA_TYPE)",
+        429: "past the rate limit; see Retry-After (RATE_LIMITED)",
         422: "bad image or options (INVALID_IMAGE, INVALID_PARAMETER, MISSING_FIELD, NO_FACE)",
         503: "overloaded, past the deadline or not ready (OVERLOADED, TIMEOUT, NOT_READY)",
     }.items()
