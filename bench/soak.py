@@ -1,12 +1,15 @@
-"""Soak test: mixed detect / stylize / verify traffic against a real server on loopback.
+"""Soak test: mixed traffic over every endpoint against a real server on loopback.
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--clients 2] [--json bench/results/soak.json]
+    .venv/bin/python bench/soak.py [--minutes 30] [--clients 2] [--json bench/results/soak.json]
 
 Starts `atelier serve` on a free loopback port (its own process), then drives it from this process with
-`--clients` concurrent loops for `--minutes`, cycling through detect (obama.jpg), stylize (astronaut at 512 px,
-one of the network styles) and verify (obama.jpg vs obama2.jpg). Every 10 s it samples the server's resident memory
-from /proc. Reports throughput, p50/p99 latency per endpoint, errors, and RSS growth after warm-up (the first
-minute). Goals: zero errors and RSS growth under 10 %. Traffic stays on 127.0.0.1 and stops by itself.
+`--clients` concurrent loops for `--minutes`, cycling through every endpoint (see requests_cycle): detection
+(JSON and an annotated PNG, and a 2333x1434 photo), embedding, verification (largest face and best match),
+stylisation (a network style, a mix, an OpenCV filter, a style image, a JSON body, a 4000x3000 photo), the style
+list, a preview and the model list. Every 10 s it samples the server's resident memory from /proc. Reports
+throughput, p50/p99 latency per endpoint overall and per 5-minute window (is p99 steady?), errors, and RSS growth
+after warm-up (the first minute). Goals: zero errors, RSS growth under 10 %, p99 steady. Traffic stays on
+127.0.0.1 and stops by itself.
 """
 
 from __future__ import annotations
@@ -44,19 +47,62 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+WINDOW_S = 300  # p99 per window of this many seconds, to see whether it stays steady
+
+
+def _large_jpeg(png: bytes, width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").resize((width, height)).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
 def requests_cycle() -> list[tuple[str, dict[str, Any]]]:
+    """(name, httpx request arguments) for every endpoint; each name is one latency series."""
+    import base64
+
     obama, obama2 = test_photo("obama.jpg").read_bytes(), test_photo("obama2.jpg").read_bytes()
-    astronaut = skimage_photo_png("astronaut")
+    obama3 = test_photo("obama3.jpg").read_bytes()  # 2333x1434
+    astronaut, coffee = skimage_photo_png("astronaut"), skimage_photo_png("coffee")
+    large = _large_jpeg(astronaut, 4000, 3000)  # 12 MP
+    pair = {"image_a": ("a.jpg", obama), "image_b": ("b.jpg", obama2)}
     return [
-        ("detect", {"url": "/v1/detect", "files": {"image": ("o.jpg", obama)}}),
-        ("stylize", {"url": "/v1/stylize", "files": {"image": ("a.png", astronaut)}, "data": {"style": "19"}}),
-        ("verify", {"url": "/v1/verify", "files": {"image_a": ("a.jpg", obama), "image_b": ("b.jpg", obama2)}}),
+        ("detect", {"method": "POST", "url": "/v1/detect", "files": {"image": ("o.jpg", obama)}}),
+        ("detect large", {"method": "POST", "url": "/v1/detect", "files": {"image": ("o3.jpg", obama3)}}),
+        ("detect annotate", {"method": "POST", "url": "/v1/detect", "files": {"image": ("o.jpg", obama)},
+                             "data": {"annotate": "true"}}),
+        ("embed", {"method": "POST", "url": "/v1/embed", "files": {"image": ("o.jpg", obama2)}}),
+        ("verify", {"method": "POST", "url": "/v1/verify", "files": pair}),
+        ("verify best_match", {"method": "POST", "url": "/v1/verify", "files": pair, "data": {"face": "best_match"}}),
+        ("stylize", {"method": "POST", "url": "/v1/stylize", "files": {"image": ("a.png", astronaut)},
+                     "data": {"style": "19"}}),
+        ("stylize mix jpeg", {"method": "POST", "url": "/v1/stylize", "files": {"image": ("a.png", astronaut)},
+                              "data": {"style": "3:0.7,11:0.3", "format": "jpeg"}}),
+        ("stylize filter", {"method": "POST", "url": "/v1/stylize", "files": {"image": ("c.png", coffee)},
+                            "data": {"style": "pencil-sketch"}}),
+        ("stylize style image", {"method": "POST", "url": "/v1/stylize",
+                                 "files": {"image": ("a.png", astronaut), "style_image": ("c.png", coffee)}}),
+        ("stylize json webp", {"method": "POST", "url": "/v1/stylize",
+                               "json": {"image": base64.b64encode(coffee).decode(), "style": "7", "format": "webp"}}),
+        ("stylize large", {"method": "POST", "url": "/v1/stylize", "files": {"image": ("l.jpg", large)},
+                           "data": {"style": "5", "max_side": "1024", "format": "jpeg"}}),
+        ("styles", {"method": "GET", "url": "/v1/styles"}),
+        ("preview", {"method": "GET", "url": "/v1/styles/19/preview"}),
+        ("models", {"method": "GET", "url": "/v1/models"}),
     ]
+
+
+def p99(values: list[float]) -> float:
+    return round(sorted(values)[max(0, int(len(values) * 0.99) - 1)] * 1000, 1)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -75,6 +121,8 @@ def main() -> int:
                 time.sleep(0.2)
         cycle = requests_cycle()
         latencies: dict[str, list[float]] = {name: [] for name, _ in cycle}
+        by_window: dict[str, dict[int, list[float]]] = {name: {} for name, _ in cycle}
+        soak_start = time.monotonic()
         errors: list[str] = []
         lock = threading.Lock()
         stop_at = time.monotonic() + args.minutes * 60
@@ -87,14 +135,19 @@ def main() -> int:
                     index += 1
                     started = time.perf_counter()
                     try:
-                        response = session.post(**request)
+                        response = session.request(**request)
                         ok = response.status_code == 200
                         detail = f"{name}: {response.status_code} {response.text[:120]}"
                     except httpx.HTTPError as exc:
                         ok, detail = False, f"{name}: {type(exc).__name__}"
                     elapsed = time.perf_counter() - started
+                    window = int((time.monotonic() - soak_start) // WINDOW_S)
                     with lock:
-                        (latencies[name].append(elapsed) if ok else errors.append(detail))
+                        if ok:
+                            latencies[name].append(elapsed)
+                            by_window[name].setdefault(window, []).append(elapsed)
+                        else:
+                            errors.append(detail)
 
         samples: list[tuple[float, float]] = []
         threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
@@ -118,8 +171,10 @@ def main() -> int:
         "minutes": args.minutes, "clients": args.clients, "requests_ok": total, "errors": len(errors),
         "error_samples": errors[:5], "throughput_rps": round(total / duration, 3),
         "latency_ms": {name: {"n": len(v), "p50": round(statistics.median(v) * 1000, 1),
-                              "p99": round(sorted(v)[max(0, int(len(v) * 0.99) - 1)] * 1000, 1)}
+                              "p99": p99(v),
+                              "p99_by_window": [p99(by_window[name][w]) for w in sorted(by_window[name])]}
                        for name, v in latencies.items() if v},
+        "window_s": WINDOW_S,
         "rss_mib": {"after_warmup": round(warm[0], 1), "end": round(warm[-1], 1), "max": round(max(warm), 1),
                     "growth_percent": round(growth, 2)},
         "rss_samples": [(round(t), round(r, 1)) for t, r in samples],
