@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartParser
 from starlette.requests import Request
 
 from app.config import Settings
@@ -76,10 +77,13 @@ async def read_image_request(
 
     if media_type == "multipart/form-data":
         await _read_capped(request, per_image * len(image_fields) + _FORM_OVERHEAD_BYTES)
+        parser = MultiPartParser(request.headers, request.stream(), max_files=len(image_fields) + 4,
+                                 max_fields=_MAX_FORM_FIELDS, max_part_size=per_image)
+        # Uploads stay in memory, never spooled to a temporary file on disk (no image touches the disk); the
+        # byte cap above bounds them. Set on this parser only, not on Starlette's class for the whole process.
+        parser.spool_max_size = per_image + 1
         try:
-            form = await request.form(
-                max_files=len(image_fields) + 4, max_fields=_MAX_FORM_FIELDS, max_part_size=per_image
-            )
+            form = await parser.parse()
         except Exception as exc:  # Starlette raises its own MultiPartException / HTTPException
             detail = getattr(exc, "detail", None) or getattr(exc, "message", None) or str(exc)
             if "size" in str(detail).lower() or "too large" in str(detail).lower():

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
-from starlette.formparsers import MultiPartParser
 
 from app import __version__
 from app.config import Settings, get_settings
@@ -54,8 +53,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_keys = [key.encode() for key in settings.accepted_api_keys()]
     rule = settings.rate_limit_rule()
     app.state.rate_limiter = RateLimiter(rule) if rule is not None else None
-    # Uploads stay in memory (never spooled to a temporary file on disk): the byte limit already bounds them.
-    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_upload_bytes + 1)
     install_error_handlers(app)
     if settings.cors_origin_list():
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list(), allow_methods=["GET", "POST"],

@@ -23,9 +23,8 @@ import numpy as np
 
 from app.errors import InvalidParameter, NoFaceFound
 from app.pipelines import Runner
-from app.pipelines.align import align_faces
+from app.pipelines.align import CHIP_SIZE
 
-CHIP_SIZE = 150  # dlib_face_recognition_resnet_model_v1 input, input_rgb_image_sized<150>
 EMBEDDING_SIZE = 128
 # dlib's operating point on raw descriptors (dnn_face_recognition_ex.cpp; face_recognition's tolerance);
 # also the distance threshold of the loss_metric stored in the .dat itself (export/dlib_dat.py reads it).
@@ -102,23 +101,3 @@ def best_match(a: np.ndarray, b: np.ndarray, threshold: float = DEFAULT_THRESHOL
     similarity = float(sims[i, j])
     distance = float(similarity_to_distance(similarity))
     return Match(int(i), int(j), similarity, distance, similarity >= threshold)
-
-
-def verify_faces(
-    runner: Runner,
-    image_a: np.ndarray,
-    landmarks_a: np.ndarray,
-    image_b: np.ndarray,
-    landmarks_b: np.ndarray,
-    threshold: float = DEFAULT_THRESHOLD,
-) -> Match:
-    """Best match between the faces of two images: (H, W, 3) uint8 RGB images with (N, 5, 2) / (M, 5, 2)
-    MTCNN landmarks. Both images' chips go through the model in one batch. Raises NoFaceFound if N or M is 0.
-    """
-    chips_a, chips_b = align_faces(image_a, landmarks_a), align_faces(image_b, landmarks_b)
-    if len(chips_a) == 0 or len(chips_b) == 0:
-        return best_match(
-            np.zeros((len(chips_a), EMBEDDING_SIZE)), np.zeros((len(chips_b), EMBEDDING_SIZE)), threshold
-        )
-    descriptors = embed(runner, np.concatenate([chips_a, chips_b]))
-    return best_match(descriptors[: len(chips_a)], descriptors[len(chips_a) :], threshold)

@@ -24,7 +24,6 @@ from app.pipelines.verify import (
     l2_normalise,
     similarity_matrix,
     similarity_to_distance,
-    verify_faces,
 )
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "dlib" / "faces.json"
@@ -133,23 +132,6 @@ def test_embed_feeds_nchw_float_and_normalises() -> None:
     assert runner.seen[0][0, 0, 0, 0] == 10.0
     np.testing.assert_allclose(out[:, :3], [[1, 0, 0], [0, 0, 1]], atol=1e-6)
     assert embed(runner, chips[:0]).shape == (0, 128)
-
-
-def test_verify_faces_batches_both_images_and_picks_the_best_pair() -> None:
-    from app.pipelines.align import DLIB_CHIP_TEMPLATE
-
-    image_a = np.zeros((200, 200, 3), dtype=np.uint8)
-    image_a[..., 0] = 50  # red: matches image_b's second face
-    image_b = np.zeros((300, 300, 3), dtype=np.uint8)
-    image_b[:, :150, 2] = 80  # left half blue
-    image_b[:, 150:, 0] = 90  # right half red
-    landmarks_b = np.stack([DLIB_CHIP_TEMPLATE * 0.5, DLIB_CHIP_TEMPLATE * 0.5 + [160.0, 40.0]])
-    runner = _SumRunner()
-    match = verify_faces(runner, image_a, DLIB_CHIP_TEMPLATE[None], image_b, landmarks_b)
-    assert len(runner.seen) == 1 and runner.seen[0].shape[0] == 3  # one batch for both images
-    assert (match.index_a, match.index_b) == (0, 1) and match.similarity == pytest.approx(1.0)
-    with pytest.raises(NoFaceFound):
-        verify_faces(runner, image_a, np.zeros((0, 5, 2)), image_b, landmarks_b)
 
 
 def test_chips_must_be_150_square_rgb() -> None:
