@@ -93,12 +93,14 @@ class InferenceGate:
                 headers={"Retry-After": str(self.retry_after_s)},
             )
         self._admitted += 1
+        metrics.ADMITTED.inc()
         admission = Admission(self, Deadline.after(self.timeout_s))
         try:
             yield admission
         finally:
             if not admission.started:  # a started job gives its place back when its thread ends
                 self._admitted -= 1
+                metrics.ADMITTED.dec()
 
     async def run(self, job: Callable[[], T]) -> T:
         """Admit and run `job` in one step (for callers with nothing to read first)."""
@@ -121,6 +123,7 @@ class InferenceGate:
             self._live.discard(deadline)
             self._running -= 1
             self._admitted -= 1
+            metrics.ADMITTED.dec()
             metrics.INFLIGHT.dec()
             self._slots.release()
 

@@ -22,6 +22,8 @@ ACTIVE_PROVIDER = Gauge(
     "atelier_model_provider_info", "1 for the execution provider that runs each model", ["model", "provider"],
     registry=REGISTRY,
 )
+ADMITTED = Gauge("atelier_gate_admitted", "requests holding a place in the gate: uploading, waiting or running",
+                 registry=REGISTRY)
 INFLIGHT = Gauge("atelier_inference_inflight", "inference calls running now", registry=REGISTRY)
 REJECTED = Counter("atelier_overload_rejections_total", "requests answered 503 OVERLOADED", registry=REGISTRY)
 RATE_LIMITED = Counter("atelier_rate_limited_total", "requests answered 429 RATE_LIMITED", registry=REGISTRY)

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
@@ -58,10 +59,19 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
 
 
+def wait_until_admitted(base: str, count: int) -> None:
+    for _ in range(600):
+        if f"atelier_gate_admitted {float(count)}" in httpx.get(f"{base}/metrics", timeout=10).text:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the gate never held {count} request(s)")
+
+
 def test_a_request_past_capacity_is_refused_before_its_body_is_read() -> None:
     with live_server(max_concurrency="1", max_queue="0", warmup="false") as (base, _):
         half = len(PNG) // 2
         with raw_request(base, "/v1/detect", len(PNG), first_bytes=PNG[:half]) as uploading:
+            wait_until_admitted(base, 1)  # the server has taken the half-sent request in
             # The one place is held by an upload in progress. A 20 MB request now is answered without sending
             # a byte of its body: had the server waited to read it, recv would time out.
             with raw_request(base, "/v1/detect", 20_000_000) as refused:
