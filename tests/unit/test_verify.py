@@ -22,7 +22,6 @@ from app.pipelines.verify import (
     compare,
     embed,
     l2_normalise,
-    similarity_matrix,
     similarity_to_distance,
 )
 
@@ -87,8 +86,12 @@ def test_best_match_over_all_pairs() -> None:
     b[2] = l2_normalise((a[1] + 0.01 * rng.normal(size=128))[None])[0]
     match = best_match(a, b)
     assert (match.index_a, match.index_b) == (1, 2)
-    assert match.similarity == pytest.approx(float(similarity_matrix(a, b).max()))
-    assert match.distance == pytest.approx(float(similarity_to_distance(match.similarity)))
+    # Independent of the module's own helpers: every pair's cosine by hand, the winner's distance by formula.
+    cosines = {(i, j): sum(float(x) * float(y) for x, y in zip(a[i], b[j], strict=True))
+               for i in range(3) for j in range(4)}
+    assert max(cosines, key=lambda pair: cosines[pair]) == (1, 2)
+    assert match.similarity == pytest.approx(cosines[1, 2], abs=1e-6)
+    assert match.distance == pytest.approx(math.sqrt(2 - 2 * cosines[1, 2]), abs=1e-6)
     assert match.same is True
     assert best_match(a, b, threshold=0.9999).same is False
 
