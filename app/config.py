@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503 OVERLOADED")
     request_timeout_s: float = Field(30.0, gt=0, description="deadline for one request's inference")
     shutdown_grace_s: int = Field(30, ge=0, description="on SIGTERM, how long in-flight requests may still finish")
+    memory_budget_mb: int = Field(0, ge=0, description="memory the jobs of one worker may use at once, by their "
+                                  "estimated peaks; 0 = what the cgroup limit (or the machine) leaves after loading")
 
     # Access
     api_keys: str = Field("", description="comma-separated API keys; when set (or api_key_file is), /v1 needs one")

@@ -63,6 +63,10 @@ class DeadlineExceeded(AtelierError):
     code, status = "TIMEOUT", 503
 
 
+class MemoryBudgetExceeded(AtelierError):
+    code, status = "MEMORY_BUDGET", 413
+
+
 class RateLimited(AtelierError):
     code, status = "RATE_LIMITED", 429
 

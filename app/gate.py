@@ -25,7 +25,8 @@ from typing import TypeVar
 
 from app import metrics
 from app.deadline import CURRENT_DEADLINE, Deadline
-from app.errors import DeadlineExceeded, Overloaded, UploadTimeout
+from app.errors import DeadlineExceeded, MemoryBudgetExceeded, Overloaded, UploadTimeout
+from app.memory import MIB, MemoryBudget
 
 T = TypeVar("T")
 
@@ -51,19 +52,38 @@ class Admission:
             raise UploadTimeout(
                 f"the request body did not arrive within the {self.deadline.budget_s:g} s deadline") from None
 
-    async def run(self, job: Callable[[], T]) -> T:
+    async def run(self, job: Callable[[], T], memory_bytes: int = 0, too_large: str = "") -> T:
+        """Run `job` once its estimated peak memory fits the budget (waiting in turn) and a slot is free.
+
+        A job whose estimate exceeds the whole budget is refused with MemoryBudgetExceeded; `too_large` says
+        how the caller could make it fit.
+        """
         if self.started:
             raise RuntimeError("an admission runs one job")
+        budget = self._gate.memory
+        memory_bytes = memory_bytes if budget is not None else 0
+        if budget is not None and not budget.fits_at_all(memory_bytes):
+            raise MemoryBudgetExceeded(
+                f"this request needs about {memory_bytes // MIB} MB, more than this server's memory budget of "
+                f"{budget.total // MIB} MB (ATELIER_MEMORY_BUDGET_MB){'; ' + too_large if too_large else ''}")
+        if budget is not None and memory_bytes:
+            await budget.reserve(memory_bytes, self.deadline.remaining())
         try:
             await asyncio.wait_for(self._gate._slots.acquire(), timeout=self.deadline.remaining())
         except TimeoutError:
+            self._gate.release_memory(memory_bytes)
             raise DeadlineExceeded("the request waited past its deadline for a free slot") from None
+        except BaseException:
+            self._gate.release_memory(memory_bytes)
+            raise
         self.started = True
-        return await self._gate._run_in_thread(job, self.deadline)
+        return await self._gate._run_in_thread(job, self.deadline, memory_bytes)
 
 
 class InferenceGate:
-    def __init__(self, concurrency: int, queue: int, timeout_s: float, retry_after_s: int) -> None:
+    def __init__(self, concurrency: int, queue: int, timeout_s: float, retry_after_s: int,
+                 memory: MemoryBudget | None = None) -> None:
+        self.memory = memory
         self.concurrency = concurrency
         self.capacity = concurrency + queue
         self.timeout_s = timeout_s
@@ -107,8 +127,8 @@ class InferenceGate:
         async with self.admit() as admission:
             return await admission.run(job)
 
-    async def _run_in_thread(self, job: Callable[[], T], deadline: Deadline) -> T:
-        """Run `job` holding the slot already acquired; the slot goes back when the thread finishes."""
+    async def _run_in_thread(self, job: Callable[[], T], deadline: Deadline, memory_bytes: int = 0) -> T:
+        """Run `job` holding the slot (and memory) already acquired; both go back when the thread finishes."""
         context = contextvars.copy_context()
         context.run(CURRENT_DEADLINE.set, deadline)
         loop = asyncio.get_running_loop()
@@ -126,6 +146,7 @@ class InferenceGate:
             metrics.ADMITTED.dec()
             metrics.INFLIGHT.dec()
             self._slots.release()
+            self.release_memory(memory_bytes)
 
         future.add_done_callback(finished)
         try:
@@ -136,6 +157,10 @@ class InferenceGate:
         except asyncio.CancelledError:
             deadline.cancel()  # nobody waits for the answer any more
             raise
+
+    def release_memory(self, memory_bytes: int) -> None:
+        if self.memory is not None and memory_bytes:
+            self.memory.release(memory_bytes)
 
     def cancel_all(self) -> None:
         """Cancel every running job's deadline (shutdown after the drain period)."""

@@ -87,6 +87,30 @@ def _to_rgb_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None
     return np.ascontiguousarray(np.asarray(image.convert("RGB"))), None
 
 
+# Peak memory of decoding, per pixel: Pillow's RGBX buffer, the RGB array, EXIF transposition (17 B/px measured
+# for a 24 MP JPEG, bench/memory_factors.py), rounded up.
+DECODE_BYTES_PER_PIXEL = 20
+
+
+def peek_size(data: bytes, *, max_pixels: int) -> tuple[int, int]:
+    """(height, width) from the image's header alone, nothing decoded: for estimating a job before it runs.
+
+    Raises InvalidImage or ImageTooLarge as decode_image would for a header that is not an image or too big.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+        except Image.DecompressionBombError:
+            raise ImageTooLarge(f"image dimensions exceed {max_pixels} pixels") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+            raise InvalidImage("the data is not an image in a supported format") from None
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+    return height, width
+
+
 def decode_image(data: bytes, *, max_pixels: int, max_bytes: int | None = None) -> DecodedImage:
     """Decode bytes into RGB. Raises InvalidImage, ImageTooLarge or PayloadTooLarge; never anything else."""
     if max_bytes is not None and len(data) > max_bytes:

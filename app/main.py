@@ -15,6 +15,7 @@ from app.config import Settings, get_settings
 from app.deps import require_api_key, within_rate_limit
 from app.gate import InferenceGate
 from app.handlers import install_error_handlers
+from app.memory import MIB, MemoryBudget, default_budget_bytes
 from app.middleware import MetricsMiddleware
 from app.ratelimit import RateLimiter
 from app.routers import detect, ops, stylize, verify, web
@@ -34,12 +35,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = await run_in_threadpool(load_registry, settings)
+        # After the models are loaded: the default budget is what they leave of the memory limit.
+        budget = MemoryBudget(settings.memory_budget_mb * MIB if settings.memory_budget_mb
+                              else default_budget_bytes(settings.workers))
         gate = InferenceGate(settings.max_concurrency, settings.max_queue, settings.request_timeout_s,
-                             settings.retry_after_s)
+                             settings.retry_after_s, memory=budget)
         pipelines = build_pipelines(registry, settings.models_dir, settings.threads_per_session())
         service = Service(settings=settings, registry=registry, gate=gate, pipelines=pipelines)
         app.state.service = service
-        log.info("ready: %d models, providers %s", len(registry.models), registry.active_providers())
+        log.info("ready: %d models, providers %s, memory budget %d MB", len(registry.models),
+                 registry.active_providers(), budget.total // MIB)
         try:
             yield
         finally:

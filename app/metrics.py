@@ -24,6 +24,10 @@ ACTIVE_PROVIDER = Gauge(
 )
 ADMITTED = Gauge("atelier_gate_admitted", "requests holding a place in the gate: uploading, waiting or running",
                  registry=REGISTRY)
+MEMORY_BUDGET = Gauge("atelier_memory_budget_bytes", "memory the jobs of this worker may use at once",
+                      registry=REGISTRY)
+MEMORY_RESERVED = Gauge("atelier_memory_reserved_bytes", "estimated peak memory of the jobs running now",
+                        registry=REGISTRY)
 INFLIGHT = Gauge("atelier_inference_inflight", "inference calls running now", registry=REGISTRY)
 REJECTED = Counter("atelier_overload_rejections_total", "requests answered 503 OVERLOADED", registry=REGISTRY)
 RATE_LIMITED = Counter("atelier_rate_limited_total", "requests answered 429 RATE_LIMITED", registry=REGISTRY)

@@ -55,7 +55,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, text in {
         401: "missing or wrong API key (UNAUTHORIZED)",
         404: "unknown resource (NOT_FOUND, UNKNOWN_STYLE)",
-        413: "upload or image too large (PAYLOAD_TOO_LARGE, IMAGE_TOO_LARGE)",
+        413: "upload, image or its memory need too large (PAYLOAD_TOO_LARGE, IMAGE_TOO_LARGE, MEMORY_BUDGET)",
         408: "the body did not arrive within the deadline (UPLOAD_TIMEOUT)",
         415: "unsupported Content-Type (UNSUPPORTED_MEDIA_TYPE)",
         429: "past the rate limit; see Retry-After (RATE_LIMITED)",

@@ -101,6 +101,20 @@ class DetectionParams:
         object.__setattr__(self, "scale_factor", float(self.scale_factor))
 
 
+# Peak memory of one detection per input pixel (bench/memory_factors.py, this machine, onnxruntime's arena
+# included): min_face_size 12 -> 326 B/px at 1080p (220 at 4K), 20 -> 124, 40 -> 32. P-Net's first level is
+# the image scaled by 12 / min_face_size, so the cost is a fixed part plus one that scales with that area.
+# Rounded up, so the estimate bounds what was measured; decoding is extra (app.imaging.DECODE_BYTES_PER_PIXEL).
+DETECTION_FIXED_BYTES_PER_PIXEL = 40
+DETECTION_LEVEL0_BYTES_PER_PIXEL = 320
+
+
+def detection_peak_bytes(height: int, width: int, params: DetectionParams) -> int:
+    """Estimated peak memory of MtcnnDetector.run on a height x width image with `params`."""
+    level0 = (PNET_CELL_SIZE / params.min_face_size) ** 2
+    return int(height * width * (DETECTION_FIXED_BYTES_PER_PIXEL + DETECTION_LEVEL0_BYTES_PER_PIXEL * level0))
+
+
 @dataclass(frozen=True)
 class Face:
     """One detection in image pixel coordinates (the reference's continuous coordinates, not clipped)."""

@@ -16,7 +16,7 @@ import numpy as np
 from app.errors import NoFaceFound
 from app.pipelines import Runner
 from app.pipelines.align import align_faces
-from app.pipelines.mtcnn import DetectionParams, Face, MtcnnDetector
+from app.pipelines.mtcnn import DetectionParams, Face, MtcnnDetector, detection_peak_bytes
 from app.pipelines.verify import DEFAULT_THRESHOLD, EMBEDDING_SIZE, best_match, embed
 
 # Faces cut by the image border. MTCNN's P-Net only slides windows over the image, so a face that runs
@@ -115,6 +115,15 @@ class FaceRecognizer:
         self.model_name = model_name
         self.default_threshold = default_threshold
         self.dimensions = EMBEDDING_SIZE
+
+    @staticmethod
+    def peak_bytes(sizes: Sequence[tuple[int, int]], params: DetectionParams) -> int:
+        """Estimated peak memory of embedding (or verifying) images of these (height, width). One image is
+        processed at a time; a border re-detection runs on the image padded by the overflow of the faces cut
+        by its border, taken here as at most a quarter of the shorter side on each edge (a face box is square,
+        no larger than the image, and mostly inside it, or MTCNN would not have found it)."""
+        return max((detection_peak_bytes(h + min(h, w) // 2, w + min(h, w) // 2, params) for h, w in sizes),
+                   default=0)
 
     def embed_faces(self, image_rgb: np.ndarray, params: DetectionParams) -> EmbeddedFaces:
         """Every detected face (max_faces largest when set) with its unit embedding; [] when none."""

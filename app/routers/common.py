@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 
 from app.config import Settings
-from app.imaging import DecodedImage, decode_image
+from app.imaging import DECODE_BYTES_PER_PIXEL, DecodedImage, decode_image, peek_size
 
 
 def image_request_body(
@@ -52,6 +52,15 @@ def image_request_body(
 
 def decode(data: bytes, settings: Settings) -> DecodedImage:
     return decode_image(data, max_pixels=settings.max_pixels, max_bytes=settings.max_upload_bytes)
+
+
+def dimensions(data: bytes, settings: Settings) -> tuple[int, int]:
+    """(height, width) from the header, for the job's memory estimate; the limits decode() would apply."""
+    return peek_size(data, max_pixels=settings.max_pixels)
+
+
+def decoding_bytes(*sizes: tuple[int, int]) -> int:
+    return sum(DECODE_BYTES_PER_PIXEL * height * width for height, width in sizes)
 
 
 def wants_image(request: Request, annotate: bool) -> bool:

@@ -12,8 +12,8 @@ from app.deps import AdmissionDep, ServiceDep
 from app.imaging import encode_image
 from app.intake import parse_options, read_image_request
 from app.pipelines.annotate import draw_detections
-from app.pipelines.mtcnn import DetectionParams
-from app.routers.common import decode, image_request_body, wants_image
+from app.pipelines.mtcnn import DetectionParams, detection_peak_bytes
+from app.routers.common import decode, decoding_bytes, dimensions, image_request_body, wants_image
 from app.schemas import ERROR_RESPONSES
 
 router = APIRouter(tags=["faces"])
@@ -92,7 +92,11 @@ async def detect(request: Request, service: ServiceDep, admission: AdmissionDep)
             return image, result, decode_ms, encode_image(canvas, None, "png")
         return image, result, decode_ms, None
 
-    image, result, decode_ms, drawn = await admission.run(job)
+    height, width = dimensions(upload.files["image"], service.settings)
+    need = decoding_bytes((height, width)) + detection_peak_bytes(height, width, params)
+    image, result, decode_ms, drawn = await admission.run(
+        job, need, "send a smaller image, or raise min_face_size (the detection's first level is the image "
+        "scaled by 12 / min_face_size)")
     if drawn is not None:
         body, media_type = drawn
         return Response(body, media_type=media_type, headers={"X-Faces": str(len(result.faces))})

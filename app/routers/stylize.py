@@ -15,7 +15,7 @@ from app.errors import NotFound, UnknownStyle
 from app.imaging import check_encodable, encode_image
 from app.intake import parse_options, read_image_request
 from app.pipelines.style import DEFAULT_MAX_SIDE, MAX_MAX_SIDE, MIN_MAX_SIDE
-from app.routers.common import decode, image_request_body
+from app.routers.common import decode, dimensions, image_request_body
 from app.schemas import ERROR_RESPONSES
 
 router = APIRouter(tags=["style transfer"])
@@ -97,9 +97,18 @@ async def stylize(request: Request, service: ServiceDep, admission: AdmissionDep
     style_label = stylizer.check_style(options.style) if style_bytes is None and options.style is not None else (
         "arbitrary")
 
+    height, width = dimensions(upload.files["image"], service.settings)
+    check_encodable(width, height, options.format)  # before the work, not after it
+    style_size = dimensions(style_bytes, service.settings) if style_bytes is not None else None
+    spec = None if style_bytes is not None else options.style
+    need = stylizer.peak_bytes(height, width, spec, options.max_side, style_size)
+    budget = service.gate.memory
+    fits = stylizer.largest_max_side_within(height, width, spec, budget.total, style_size) if budget else None
+    too_large = (f"max_side={fits} or less fits" if fits is not None and fits < options.max_side
+                 else "send a smaller image")
+
     def job() -> tuple[bytes, str, float]:
         image = decode(upload.files["image"], service.settings)
-        check_encodable(image.width, image.height, options.format)  # before the work, not after it
         style_image = decode(style_bytes, service.settings).rgb if style_bytes is not None else None
         inference_start = time.perf_counter()
         painted = stylizer.stylize(image.rgb, options.style, style_image=style_image, strength=options.strength,
@@ -108,7 +117,7 @@ async def stylize(request: Request, service: ServiceDep, admission: AdmissionDep
         body, media_type = encode_image(painted, image.alpha, options.format, options.quality)
         return body, media_type, inference_ms
 
-    body, media_type, inference_ms = await admission.run(job)
+    body, media_type, inference_ms = await admission.run(job, need, too_large)
     total_ms = (time.perf_counter() - started) * 1000
     return Response(body, media_type=media_type, headers={
         "X-Style": style_label,

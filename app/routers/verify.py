@@ -11,9 +11,11 @@ from pydantic import BaseModel, Field
 from app.deps import AdmissionDep, ServiceDep
 from app.intake import parse_options, read_image_request
 from app.pipelines.verify import VERIFY_MIN_FACE_SIZE
-from app.routers.common import decode, image_request_body
+from app.routers.common import decode, decoding_bytes, dimensions, image_request_body
 from app.routers.detect import DetectOptions, FaceOut
 from app.schemas import ERROR_RESPONSES
+
+TOO_LARGE_HINT = "send smaller images, or raise min_face_size"
 
 router = APIRouter(tags=["faces"])
 
@@ -75,7 +77,9 @@ async def embed(request: Request, service: ServiceDep, admission: AdmissionDep) 
         image = decode(upload.files["image"], service.settings)
         return recognizer.embed_faces(image.rgb, options.params())
 
-    result = await admission.run(job)
+    size = dimensions(upload.files["image"], service.settings)
+    need = decoding_bytes(size) + recognizer.peak_bytes([size], options.params())
+    result = await admission.run(job, need, TOO_LARGE_HINT)
     faces = [EmbeddedFace.model_validate({**face.as_dict(), "embedding": [float(v) for v in vector]})
              for face, vector in zip(result.faces, result.embeddings, strict=True)]
     return EmbedResponse(faces=faces, model=recognizer.model_name, dimensions=recognizer.dimensions,
@@ -102,7 +106,9 @@ async def verify(request: Request, service: ServiceDep, admission: AdmissionDep)
         return recognizer.verify(image_a.rgb, image_b.rgb, options.params(), mode=options.face,
                                  threshold=options.threshold)
 
-    result = await admission.run(job)
+    sizes = [dimensions(upload.files[name], service.settings) for name in ("image_a", "image_b")]
+    need = decoding_bytes(*sizes) + recognizer.peak_bytes(sizes, options.params())
+    result = await admission.run(job, need, TOO_LARGE_HINT)
     return VerifyResponse(
         similarity=result.similarity,
         distance=result.distance,

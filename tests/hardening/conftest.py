@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,14 +24,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(**env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Start `atelier serve` with ATELIER_* settings from `env`; yields (base URL, process)."""
+def live_server(cgroup: Path | None = None, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start `atelier serve` with ATELIER_* settings from `env`; yields (base URL, process).
+
+    cgroup: a cgroup v1 directory to start the server in (it joins before it loads anything)."""
     port = free_port()
     environment = {**os.environ, "ATELIER_MODELS_DIR": str(MODELS_DIR), "ATELIER_LOG_LEVEL": "warning",
                    **{f"ATELIER_{key.upper()}": value for key, value in env.items()}}
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=REPO_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        preexec_fn=(lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid()))) if cgroup else None,
     )
     base = f"http://127.0.0.1:{port}"
     try:
