@@ -268,6 +268,12 @@ class Stylizer:
                 high = middle - 1
         return low
 
+    def how_to_fit(self, height: int, width: int, style: str | None, max_side: int, budget: int,
+                   style_image: tuple[int, int] | None = None) -> str:
+        """What to change so that the estimate fits `budget`: a smaller max_side, else a smaller image."""
+        fits = self.largest_max_side_within(height, width, style, budget, style_image)
+        return f"max_side={fits} or less fits" if fits is not None and fits < max_side else "send a smaller image"
+
     def _kind_of(self, style: str | None) -> str:
         if style is None:
             return KIND_ARBITRARY

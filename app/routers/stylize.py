@@ -103,9 +103,8 @@ async def stylize(request: Request, service: ServiceDep, admission: AdmissionDep
     spec = None if style_bytes is not None else options.style
     need = stylizer.peak_bytes(height, width, spec, options.max_side, style_size)
     budget = service.gate.memory
-    fits = stylizer.largest_max_side_within(height, width, spec, budget.total, style_size) if budget else None
-    too_large = (f"max_side={fits} or less fits" if fits is not None and fits < options.max_side
-                 else "send a smaller image")
+    too_large = stylizer.how_to_fit(height, width, spec, options.max_side, budget.total, style_size) if (
+        budget is not None) else ""
 
     def job() -> tuple[bytes, str, float]:
         image = decode(upload.files["image"], service.settings)

@@ -301,3 +301,21 @@ def test_prefer_fp16(nets: dict[str, Any]) -> None:
     assert len(half.feeds) == 1 and nets["style-multi26"].feeds == []
     Stylizer(nets, CATALOGUE).stylize(photo(16, 16), "0")
     assert len(half.feeds) == 1 and len(nets["style-multi26"].feeds) == 1
+
+
+def test_peak_bytes_follows_the_processing_size(stylizer: Stylizer) -> None:
+    big = stylizer.peak_bytes(4000, 6000, "3", 4096)
+    assert stylizer.peak_bytes(4000, 6000, "3", 1024) < big
+    assert stylizer.peak_bytes(300, 400, "3", 1024) == stylizer.peak_bytes(300, 400, "3", 4096)  # no upscaling
+    assert stylizer.peak_bytes(4000, 6000, "stylization", 4096) < big  # a filter needs less than a network
+    assert stylizer.peak_bytes(4000, 6000, "3:0.5,11:0.5", 4096) == big
+    with_style_image = stylizer.peak_bytes(4000, 6000, None, 1024, (256, 256))
+    assert with_style_image > stylizer.peak_bytes(4000, 6000, None, 1024)
+
+
+def test_how_to_fit_names_the_largest_max_side_within_the_budget(stylizer: Stylizer) -> None:
+    budget = stylizer.peak_bytes(4000, 6000, "3", 2000)
+    hint = stylizer.how_to_fit(4000, 6000, "3", 4096, budget)
+    side = int(hint.removeprefix("max_side=").split()[0])
+    assert stylizer.peak_bytes(4000, 6000, "3", side) <= budget < stylizer.peak_bytes(4000, 6000, "3", side + 1)
+    assert stylizer.how_to_fit(4000, 6000, "3", 4096, 1) == "send a smaller image"
