@@ -40,10 +40,6 @@ class Deadline:
         """Seconds left, 0 once expired or cancelled."""
         return 0.0 if self._cancelled.is_set() else max(0.0, self.expires_at - time.monotonic())
 
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
     def expired(self) -> bool:
         return self._cancelled.is_set() or time.monotonic() >= self.expires_at
 

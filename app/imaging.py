@@ -13,6 +13,8 @@ import io
 import re
 import struct
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -92,27 +94,12 @@ def _to_rgb_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None
 DECODE_BYTES_PER_PIXEL = 20
 
 
-def peek_size(data: bytes, *, max_pixels: int) -> tuple[int, int]:
-    """(height, width) from the image's header alone, nothing decoded: for estimating a job before it runs.
+@contextmanager
+def _opened(data: bytes, max_pixels: int, max_bytes: int | None) -> Iterator[Image.Image]:
+    """Pillow's lazy open of `data` (the header read, no pixels) after the byte limits, closed afterwards.
 
-    Raises InvalidImage or ImageTooLarge as decode_image would for a header that is not an image or too big.
+    Raises PayloadTooLarge, InvalidImage or ImageTooLarge for what is not an image or too big to accept.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-        except Image.DecompressionBombError:
-            raise ImageTooLarge(f"image dimensions exceed {max_pixels} pixels") from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
-            raise InvalidImage("the data is not an image in a supported format") from None
-    if width * height > max_pixels:
-        raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
-    return height, width
-
-
-def decode_image(data: bytes, *, max_pixels: int, max_bytes: int | None = None) -> DecodedImage:
-    """Decode bytes into RGB. Raises InvalidImage, ImageTooLarge or PayloadTooLarge; never anything else."""
     if max_bytes is not None and len(data) > max_bytes:
         raise PayloadTooLarge(f"image is {len(data)} bytes; the limit is {max_bytes}")
     if not data:
@@ -127,33 +114,54 @@ def decode_image(data: bytes, *, max_pixels: int, max_bytes: int | None = None) 
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
             raise InvalidImage("the data is not an image in a supported format") from None
         try:
-            return _decode_opened(image, max_pixels)
-        except (ImageTooLarge, InvalidImage):
-            raise
+            _check_header(image, max_pixels)
+            yield image
+        finally:
+            image.close()
+
+
+def _check_header(image: Image.Image, max_pixels: int) -> None:
+    """The format and size as the header states them: InvalidImage or ImageTooLarge before anything is decoded."""
+    source_format = image.format or "unknown"
+    if source_format not in ACCEPTED_FORMATS:
+        raise InvalidImage(f"image format {source_format} is not supported (JPEG, PNG, WebP, BMP, TIFF, GIF)")
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise InvalidImage("the image has no pixels")
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+
+
+def peek_size(data: bytes, *, max_pixels: int, max_bytes: int | None = None) -> tuple[int, int]:
+    """(height, width) from the image's header alone, nothing decoded: for estimating a job before it runs.
+
+    Raises what decode_image would for the same bytes' limits and header.
+    """
+    with _opened(data, max_pixels, max_bytes) as image:
+        width, height = image.size
+    return height, width
+
+
+def decode_image(data: bytes, *, max_pixels: int, max_bytes: int | None = None) -> DecodedImage:
+    """Decode bytes into RGB. Raises InvalidImage, ImageTooLarge or PayloadTooLarge; never anything else."""
+    with _opened(data, max_pixels, max_bytes) as image:
+        try:
+            return _decode_opened(image)
         except Image.DecompressionBombError:
             raise ImageTooLarge(f"image dimensions exceed {max_pixels} pixels") from None
         except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, struct.error):
             # Pillow's decoders signal truncation and corruption through all of these.
             raise InvalidImage("the image data is truncated or corrupt") from None
-        finally:
-            image.close()
 
 
-def _decode_opened(image: Image.Image, max_pixels: int) -> DecodedImage:
-    source_format = image.format or "unknown"
-    if source_format not in ACCEPTED_FORMATS:
-        raise InvalidImage(f"image format {source_format} is not supported (JPEG, PNG, WebP, BMP, TIFF, GIF)")
-    width, height = image.size  # from the header: nothing decoded yet
-    if width < 1 or height < 1:
-        raise InvalidImage("the image has no pixels")
-    if width * height > max_pixels:
-        raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+def _decode_opened(image: Image.Image) -> DecodedImage:
+    """The pixels of an image whose header _check_header accepted."""
     if getattr(image, "n_frames", 1) > 1:
         image.seek(0)  # animations and multi-page files: the first frame
     image.load()
     oriented = ImageOps.exif_transpose(image) or image
     rgb, alpha = _to_rgb_and_alpha(oriented)
-    return DecodedImage(rgb=rgb, alpha=alpha, source_format=source_format)
+    return DecodedImage(rgb=rgb, alpha=alpha, source_format=image.format or "unknown")
 
 
 def check_encodable(width: int, height: int, fmt: str) -> None:

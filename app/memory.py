@@ -1,8 +1,8 @@
 """The memory budget: a job runs only when its estimated peak fits beside the jobs already running.
 
 Each job's peak is estimated before it runs, from its image size, its processing size and the model
-(the factors live beside each pipeline: app.pipelines.style.stylize_peak_bytes,
-app.pipelines.mtcnn.detection_peak_bytes; measured with bench/memory_factors.py). A job that can never fit
+(the factors live beside each pipeline: Stylizer.peak_bytes, app.pipelines.mtcnn.detection_peak_bytes,
+FaceRecognizer.peak_bytes; measured with bench/memory_factors.py). A job that can never fit
 is refused (413 MEMORY_BUDGET, the message says what to change); one that fits later waits, first come
 first served, within its deadline. So concurrent requests cannot add up past the container's memory limit
 and have the kernel's OOM killer end the process and every request in it.
@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 from pathlib import Path
 
 from app import metrics
 from app.errors import DeadlineExceeded
-
-log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 HEADROOM_FRACTION = 0.15  # of the limit, kept free for what no estimate covers (responses, sockets, the loop)

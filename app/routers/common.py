@@ -56,7 +56,7 @@ def decode(data: bytes, settings: Settings) -> DecodedImage:
 
 def dimensions(data: bytes, settings: Settings) -> tuple[int, int]:
     """(height, width) from the header, for the job's memory estimate; the limits decode() would apply."""
-    return peek_size(data, max_pixels=settings.max_pixels)
+    return peek_size(data, max_pixels=settings.max_pixels, max_bytes=settings.max_upload_bytes)
 
 
 def decoding_bytes(*sizes: tuple[int, int]) -> int:
