@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.batching import BatchPolicy
 from app.errors import InvalidParameter
 from app.ratelimit import RateLimit
 
@@ -41,6 +42,14 @@ class Settings(BaseSettings):
         "pipeline's own numpy work and other requests (off: MTCNN ~25 % faster, style unchanged)")
     cudnn_conv_algo_search: Literal["HEURISTIC", "EXHAUSTIVE", "DEFAULT"] = Field(
         "HEURISTIC", description="CUDA provider: how cuDNN picks convolution algorithms for each new input shape")
+
+    # Cross-request batching (app/batching.py)
+    batch_max_size: int = Field(
+        8, ge=1, description="rows (face chips, R-/O-Net crops, style images of one size) one batched run may "
+        "stack from concurrent requests; 1 = batching off")
+    batch_timeout_ms: float = Field(
+        2.0, ge=0, le=1000, description="the longest a request's inputs wait for company before their run "
+        "starts; never while they are the only job running")
 
     # Intake limits
     max_upload_bytes: int = Field(20_000_000, ge=1, description="largest accepted request body part, in bytes")
@@ -98,6 +107,9 @@ class Settings(BaseSettings):
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    def batch_policy(self) -> BatchPolicy:
+        return BatchPolicy(max_size=self.batch_max_size, timeout_s=self.batch_timeout_ms / 1000.0)
 
     def threads_per_session(self) -> int:
         if self.intra_op_threads:

@@ -75,6 +75,12 @@ class UploadTimeout(AtelierError):
     code, status = "UPLOAD_TIMEOUT", 408
 
 
+class InferenceFailed(AtelierError):
+    """onnxruntime failed on a run (every request whose inputs were in that run gets one)."""
+
+    code, status = "INFERENCE_FAILED", 500
+
+
 class NotReady(AtelierError):
     code, status = "NOT_READY", 503
 

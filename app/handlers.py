@@ -32,7 +32,9 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AtelierError)
-    async def _domain(_: Request, exc: AtelierError) -> JSONResponse:
+    async def _domain(request: Request, exc: AtelierError) -> JSONResponse:
+        if exc.status == 500:  # a failure of ours, not of the request: keep its cause
+            log.error("%s on %s %s: %s", exc.code, request.method, request.url.path, exc.message, exc_info=exc)
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)

@@ -40,7 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               else default_budget_bytes(settings.workers))
         gate = InferenceGate(settings.max_concurrency, settings.max_queue, settings.request_timeout_s,
                              settings.retry_after_s, memory=budget)
-        pipelines = build_pipelines(registry, settings.models_dir, settings.threads_per_session())
+        pipelines = build_pipelines(registry, settings.models_dir, settings.threads_per_session(),
+                                    settings.batch_policy(), company=lambda: gate.running)
         service = Service(settings=settings, registry=registry, gate=gate, pipelines=pipelines)
         app.state.service = service
         log.info("ready: %d models, providers %s, memory budget %d MB", len(registry.models),

@@ -31,3 +31,11 @@ MEMORY_RESERVED = Gauge("atelier_memory_reserved_bytes", "estimated peak memory 
 INFLIGHT = Gauge("atelier_inference_inflight", "inference calls running now", registry=REGISTRY)
 REJECTED = Counter("atelier_overload_rejections_total", "requests answered 503 OVERLOADED", registry=REGISTRY)
 RATE_LIMITED = Counter("atelier_rate_limited_total", "requests answered 429 RATE_LIMITED", registry=REGISTRY)
+BATCH_SIZE = Histogram(
+    "atelier_batch_size", "calls (requests' shares) served by one onnxruntime run, per batched model", ["model"],
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64), registry=REGISTRY,
+)
+BATCH_WAIT_SECONDS = Histogram(
+    "atelier_batch_wait_seconds", "time a call's inputs waited in the batcher before their run started",
+    ["model"], buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1), registry=REGISTRY,
+)

@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from app import metrics
 from app.deadline import current_deadline
-from app.errors import ModelLoadError
+from app.errors import InferenceFailed, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -104,20 +104,27 @@ class ModelSession:
         progress when the deadline is cancelled is terminated through its RunOptions.
         """
         deadline = current_deadline()
-        start = time.perf_counter()
         run_options = ort.RunOptions()
+        if deadline is None:
+            return self.run_with_options(feeds, run_options)
+        deadline.check()
+        with deadline.cancelling(lambda: setattr(run_options, "terminate", True)):
+            try:
+                return self.run_with_options(feeds, run_options)
+            except InferenceFailed:
+                deadline.check()  # a terminated run surfaces as DeadlineExceeded, not as a failure
+                raise
+
+    def run_with_options(self, feeds: Mapping[str, np.ndarray], run_options: ort.RunOptions) -> list[np.ndarray]:
+        """Run the graph under the caller's RunOptions, whoever may terminate it (app.batching: a run shared by
+        several requests). An onnxruntime failure raises InferenceFailed."""
+        start = time.perf_counter()
         if sum(int(np.asarray(v).size) for v in feeds.values()) >= SHRINK_ARENA_ABOVE_ELEMENTS:
             run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        if deadline is None:
+        try:
             outputs = self.session.run(self.output_names, dict(feeds), run_options)
-        else:
-            deadline.check()
-            with deadline.cancelling(lambda: setattr(run_options, "terminate", True)):
-                try:
-                    outputs = self.session.run(self.output_names, dict(feeds), run_options)
-                except Exception:
-                    deadline.check()  # a terminated run surfaces as DeadlineExceeded, not as an internal error
-                    raise
+        except Exception as exc:  # onnxruntime raises several unrelated types
+            raise InferenceFailed(f"model {self.id}: onnxruntime failed: {exc}") from exc
         metrics.INFERENCE_SECONDS.labels(model=self.id).observe(time.perf_counter() - start)
         return [np.asarray(o) for o in outputs]
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from app.batching import BatchingRunner, BatchPolicy, batchable
 from app.config import Settings
 from app.errors import NotReady
 from app.gate import InferenceGate
+from app.pipelines import Runner
 from app.pipelines.mtcnn import MtcnnDetector
 from app.pipelines.recognition import FaceRecognizer
 from app.pipelines.style import Stylizer, load_catalogue
@@ -54,25 +57,38 @@ class Pipelines:
             self.detector.close()
 
 
-def build_pipelines(registry: ModelRegistry, models_dir: Path, threads: int = 1) -> Pipelines:
+def runners_of(registry: ModelRegistry, batching: BatchPolicy, company: Callable[[], int] | None = None
+               ) -> dict[str, Runner]:
+    """What the pipelines run each model through: its session, or a batcher in front of it for the nets that
+    take a batch (app.batching) when batching is on. company: how many jobs are running (the gate's count)."""
+    return {model_id: (BatchingRunner(model, batching, company) if batching.enabled and batchable(model.entry)
+                       else model)
+            for model_id, model in registry.models.items()}
+
+
+def build_pipelines(registry: ModelRegistry, models_dir: Path, threads: int = 1,
+                    batching: BatchPolicy | None = None, company: Callable[[], int] | None = None) -> Pipelines:
     """The pipelines whose models are loaded (filters need none).
 
     threads: the threads one worker process may keep busy (Settings.threads_per_session()): the size of
-    MTCNN's worker pool, which every request shares.
+    MTCNN's worker pool, which every request shares. batching/company: see runners_of (default: off).
     """
+    runners = runners_of(registry, batching or BatchPolicy(), company)
     detector = recognizer = stylizer = None
     detector_model = ""
     if all(model_id in registry for model_id in MTCNN_MODELS):
-        pnet, rnet, onet = (registry.get(model_id) for model_id in MTCNN_MODELS)
-        detector = MtcnnDetector(pnet, rnet, onet, workers=max(1, threads // pnet.threads))
-        detector_model = f"mtcnn ({pnet.entry['version']})"
+        pnet, rnet, onet = (runners[model_id] for model_id in MTCNN_MODELS)
+        pnet_session = registry.get(MTCNN_MODELS[0])
+        detector = MtcnnDetector(pnet, rnet, onet, workers=max(1, threads // pnet_session.threads))
+        detector_model = f"mtcnn ({pnet_session.entry['version']})"
         if EMBEDDING_MODEL in registry:
             embedder = registry.get(EMBEDDING_MODEL)
-            recognizer = FaceRecognizer(detector, embedder, f"{EMBEDDING_MODEL} ({embedder.entry['version']})")
-    style_runners = {model_id: model for model_id, model in registry.models.items()
+            recognizer = FaceRecognizer(detector, runners[EMBEDDING_MODEL],
+                                        f"{EMBEDDING_MODEL} ({embedder.entry['version']})")
+    style_runners = {model_id: runners[model_id] for model_id, model in registry.models.items()
                      if model.entry.get("task") == "style-transfer"}
     if (models_dir / "styles.json").exists():
-        gpu = any(model.active_provider in GPU_PROVIDERS for model in style_runners.values())
+        gpu = any(registry.get(model_id).active_provider in GPU_PROVIDERS for model_id in style_runners)
         stylizer = Stylizer(style_runners, load_catalogue(models_dir), prefer_fp16=gpu)
     return Pipelines(detector=detector, detector_model=detector_model, recognizer=recognizer, stylizer=stylizer)
 
