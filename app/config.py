@@ -60,7 +60,11 @@ class Settings(BaseSettings):
     max_queue: int = Field(8, ge=0, description="requests waiting for a slot before new ones get 503 OVERLOADED")
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503 OVERLOADED")
     request_timeout_s: float = Field(30.0, gt=0, description="deadline for one request's inference")
-    shutdown_grace_s: int = Field(30, ge=0, description="on SIGTERM, how long in-flight requests may still finish")
+    drain_delay_s: float = Field(
+        0.0, ge=0, le=300, description="on SIGTERM, how long the server still accepts requests while /readyz "
+        "already reports draining (for load balancers to take it out first)")
+    shutdown_grace_s: int = Field(30, ge=0, description="on SIGTERM (after drain_delay_s), how long in-flight "
+                                  "requests may still finish")
     memory_budget_mb: int = Field(0, ge=0, description="memory the jobs of one worker may use at once, by their "
                                   "estimated peaks; 0 = what the cgroup limit (or the machine) leaves after loading")
 

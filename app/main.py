@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from app import __version__
 from app.config import Settings, get_settings
 from app.deps import require_api_key, within_rate_limit
+from app.draining import drain_on_sigterm
 from app.gate import InferenceGate
 from app.handlers import install_error_handlers
 from app.memory import MIB, MemoryBudget, default_budget_bytes
@@ -44,11 +45,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                     settings.batch_policy(), company=lambda: gate.running)
         service = Service(settings=settings, registry=registry, gate=gate, pipelines=pipelines)
         app.state.service = service
+        restore_sigterm = drain_on_sigterm(service.start_draining, settings.drain_delay_s)
         log.info("ready: %d models, providers %s, memory budget %d MB", len(registry.models),
                  registry.active_providers(), budget.total // MIB)
         try:
             yield
         finally:
+            restore_sigterm()
             service.draining = True
             gate.shutdown()
             pipelines.close()

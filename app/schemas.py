@@ -22,6 +22,7 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
+    draining: bool = Field(False, description="shutting down: SIGTERM arrived; in-flight requests still finish")
     models: int
     providers: dict[str, str] = Field(description="model id -> execution provider actually running it")
 

@@ -107,6 +107,9 @@ class Service:
     pipelines: Pipelines = field(default_factory=Pipelines)
     draining: bool = False
 
+    def start_draining(self) -> None:
+        self.draining = True
+
     @property
     def ready(self) -> bool:
         return self.registry.ready and not self.draining

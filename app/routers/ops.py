@@ -30,7 +30,7 @@ async def readyz(request: Request) -> Response:
     if service is None:
         body = Readiness(ready=False, models=0, providers={})
         return JSONResponse(body.model_dump(), status_code=503)
-    body = Readiness(ready=service.ready, models=len(service.registry.models),
+    body = Readiness(ready=service.ready, draining=service.draining, models=len(service.registry.models),
                      providers=service.registry.active_providers())
     return JSONResponse(body.model_dump(), status_code=200 if service.ready else 503)
 

@@ -115,3 +115,21 @@ def test_the_healthcheck_command_follows_the_configured_port() -> None:
         assert here.returncode == 0
         elsewhere = subprocess.run([*command, "--port", str(free_port())], timeout=30)
         assert elsewhere.returncode == 1
+
+
+def test_readiness_drains_from_sigterm_while_the_server_still_serves() -> None:
+    """With a drain delay, /readyz says draining the moment SIGTERM arrives, requests are still served during
+    the delay, and then the server stops as without one."""
+    with live_server(drain_delay_s="4", warmup="false") as (base, process):
+        assert httpx.get(f"{base}/readyz", timeout=10).json()["draining"] is False
+        process.send_signal(signal.SIGTERM)
+        for _ in range(200):  # the handler runs at the process's next bytecode, not necessarily before our GET
+            readiness = httpx.get(f"{base}/readyz", timeout=10)
+            if readiness.status_code == 503:
+                break
+            time.sleep(0.01)
+        assert readiness.status_code == 503
+        assert readiness.json()["draining"] is True and readiness.json()["ready"] is False
+        served = httpx.post(f"{base}/v1/detect", files={"image": ("a.jpg", photo_bytes("obama.jpg"))}, timeout=60)
+        assert served.status_code == 200 and served.json()["faces"]
+        assert process.wait(timeout=60) in (0, -signal.SIGTERM)
