@@ -64,6 +64,8 @@ def build_pipelines(registry: ModelRegistry, models_dir: Path, threads: int = 1)
     detector_model = ""
     if all(model_id in registry for model_id in MTCNN_MODELS):
         pnet, rnet, onet = (registry.get(model_id) for model_id in MTCNN_MODELS)
+        # P-Net per pyramid level (the default packing): on this CPU the packed canvas is slower
+        # (bench/pnet_packing.py; MtcnnDetector's docstring).
         detector = MtcnnDetector(pnet, rnet, onet, workers=max(1, threads // pnet.threads))
         detector_model = f"mtcnn ({pnet.entry['version']})"
         if EMBEDDING_MODEL in registry:

@@ -287,7 +287,7 @@ def pack_pyramid(sizes: Sequence[tuple[int, int]]) -> PyramidLayout:
     new shelf below. Offsets are even; levels may touch (a cell straddling two levels is never read).
     About 84 % of a 0.709 pyramid's canvas is level pixels (bench/pnet_packing.py prints the share).
     """
-    width = max(w for _, w in sizes)
+    width = max((w for _, w in sizes), default=0)
     shelves: list[list[int]] = []  # y, height, next free x
     offsets: list[tuple[int, int]] = []
     bottom = 0
@@ -327,7 +327,7 @@ def _band(canvas: np.ndarray, start: int, end: int) -> np.ndarray:
 
 
 def pnet_jobs(sizes: Sequence[tuple[int, int]], layout: PyramidLayout, canvas: np.ndarray,
-              band_rows: int = PNET_BAND_OUTPUT_ROWS) -> list[_PnetJob]:
+              band_rows: int | None = None) -> list[_PnetJob]:
     """The runs that together give every cell of every level's P-Net map, each cell exactly once.
 
     canvas: (1, 3, layout.height, layout.width) float32, the normalised levels at layout.offsets. Jobs: the
@@ -335,6 +335,7 @@ def pnet_jobs(sizes: Sequence[tuple[int, int]], layout: PyramidLayout, canvas: n
     last PNET_EDGE columns of the odd-width levels stacked; an 11 x 11 run per remaining corner of a level odd
     both ways (the side-by-side runs give one corner each, the last level placed in them).
     """
+    band_rows = band_rows or PNET_BAND_OUTPUT_ROWS
     maps = [pnet_map_size(h, w) for h, w in sizes]
     jobs: list[_PnetJob] = []
     # Bands of the canvas: output rows [r0, r1) need input rows [2 r0, 2 r1 + 10).
@@ -609,7 +610,13 @@ class MtcnnDetector:
     within one run (bench/bench_detect.py). Results do not depend on the number of workers.
 
     packing: 'per_level' runs P-Net once per pyramid level; 'packed' lays all levels into one canvas and runs
-    it in bands (pnet_jobs). Both give the same P-Net maps, cell for cell, and so the same detections.
+    it in bands (pnet_jobs). Both give the same P-Net maps, cell for cell, and so the same detections
+    (tests/models/test_mtcnn_packing.py). On the 2-core CPU 'packed' is the slower (whole detection 1.13-1.4x
+    the per-level time at 1080p, 640x480 and a 2333x1434 photo, bench/pnet_packing.py): the canvas is ~19 %
+    larger than the levels it holds, and small per-level maps stay in cache. It also holds every level at
+    once (the canvas: ~2x level 0 at scale_factor 0.709, ~10x at 0.95), which detection_peak_bytes, measured
+    per level, does not cover; so the service keeps 'per_level'. 'packed' is for devices where fewer, larger
+    runs pay (a GPU: one canvas shape per image size), after measuring there.
     """
 
     def __init__(self, pnet: Runner, rnet: Runner, onet: Runner, workers: int = 1,
@@ -681,6 +688,8 @@ class MtcnnDetector:
     def _pnet_packed(self, workers: _Workers, resampler: AreaResampler, sizes: Sequence[tuple[int, int]]
                      ) -> list[tuple[np.ndarray, np.ndarray]]:
         """All levels' P-Net maps from the runs of pnet_jobs over one packed canvas."""
+        if not sizes:
+            return []
         layout = pack_pyramid(sizes)
         canvas = np.zeros((1, 3, layout.height, layout.width), dtype=np.float32)  # gaps: any value does
         for (y, x), (h, w) in zip(layout.offsets, sizes, strict=True):
