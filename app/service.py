@@ -79,6 +79,8 @@ def build_pipelines(registry: ModelRegistry, models_dir: Path, threads: int = 1,
     if all(model_id in registry for model_id in MTCNN_MODELS):
         pnet, rnet, onet = (runners[model_id] for model_id in MTCNN_MODELS)
         pnet_session = registry.get(MTCNN_MODELS[0])
+        # P-Net per pyramid level (the default packing): on this CPU the packed canvas is slower
+        # (bench/pnet_packing.py; MtcnnDetector's docstring).
         detector = MtcnnDetector(pnet, rnet, onet, workers=max(1, threads // pnet_session.threads))
         detector_model = f"mtcnn ({pnet_session.entry['version']})"
         if EMBEDDING_MODEL in registry:

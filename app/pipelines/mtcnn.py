@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import cv2
@@ -65,6 +66,7 @@ LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right") 
 # the image's left (the subject's right eye), as in the authors' training annotations
 
 NmsMode = Literal["union", "min"]
+PnetPacking = Literal["per_level", "packed"]
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,163 @@ def normalise(pixels: np.ndarray) -> np.ndarray:
     pixels -= np.float32(PIXEL_MEAN)
     pixels *= np.float32(PIXEL_SCALE)
     return pixels
+
+
+# --- P-Net on one packed canvas -------------------------------------------------------------------------------
+# An output cell (r, c) of P-Net sees exactly input rows [2r, 2r + 12) and columns [2c, 2c + 12): conv 3x3, max
+# pool 2x2 stride 2, conv 3x3, conv 3x3, 1x1 heads (export/nets/mtcnn.py). So levels laid into one canvas at even
+# offsets give, for every cell whose window lies inside its level, the per-level run's value. One exception:
+# the pool has ceil_mode, so at a level of odd height (width) the last output row (column) reads a partial
+# window whose missing half the per-level run ignores but a canvas fills with whatever lies below (right).
+# Those cells come from runs on the level's last PNET_EDGE rows (columns) placed so that the level's edge is
+# the run's edge; a level odd both ways needs its corner cell at a run's bottom-right corner.
+PNET_EDGE = PNET_CELL_SIZE - 1  # rows of a level behind its last output row when the height is odd: the
+# window [H - 11, H + 1) minus the missing row
+PNET_BAND_OUTPUT_ROWS = 32  # the canvas runs in horizontal bands of this many output rows (+ 10 input rows of
+# overlap), shared out to the workers; small bands keep a run's maps in cache (bench/pnet_packing.py)
+
+
+def _even_up(value: int) -> int:
+    return value + (value & 1)
+
+
+@dataclass(frozen=True)
+class PyramidLayout:
+    """Where each pyramid level lies in the canvas that P-Net runs on once.
+
+    height, width: the canvas; offsets: (y, x) of each level's top-left pixel, both even so that the level's
+    cells fall on the canvas's output grid at (y // 2, x // 2).
+    """
+
+    height: int
+    width: int
+    offsets: tuple[tuple[int, int], ...]
+
+
+def pack_pyramid(sizes: Sequence[tuple[int, int]]) -> PyramidLayout:
+    """Shelf packing of levels (height, width), largest first, into a canvas as wide as the widest level.
+
+    Each level goes on the first shelf with room (a shelf is as high as its first level); else it opens a
+    new shelf below. Offsets are even; levels may touch (a cell straddling two levels is never read).
+    About 84 % of a 0.709 pyramid's canvas is level pixels (bench/pnet_packing.py prints the share).
+    """
+    width = max((w for _, w in sizes), default=0)
+    shelves: list[list[int]] = []  # y, height, next free x
+    offsets: list[tuple[int, int]] = []
+    bottom = 0
+    for height, level_width in sizes:
+        for shelf in shelves:
+            if height <= shelf[1] and shelf[2] + level_width <= width:
+                offsets.append((shelf[0], shelf[2]))
+                shelf[2] = _even_up(shelf[2] + level_width)
+                break
+        else:
+            y = _even_up(bottom)
+            shelves.append([y, height, _even_up(level_width)])
+            offsets.append((y, 0))
+            bottom = y + height
+    return PyramidLayout(height=bottom, width=width, offsets=tuple(offsets))
+
+
+def pnet_map_size(height: int, width: int) -> tuple[int, int]:
+    """P-Net's output map size for an input of height x width (the graph's (H - 3) // 2 - 3)."""
+    return (height - 3) // 2 - 3, (width - 3) // 2 - 3
+
+
+@dataclass(frozen=True)
+class _PnetJob:
+    """One P-Net run: input rows/cols of `source` to run on, and where its output cells go.
+
+    pieces: (level, map_row, map_col, run_row, run_col, rows, cols): copy the run's output cells
+    [run_row, +rows) x [run_col, +cols) to the level's map at [map_row, +rows) x [map_col, +cols).
+    """
+
+    image: Callable[[], np.ndarray]  # (1, 3, h, w) float32, built when the job runs
+    pieces: tuple[tuple[int, int, int, int, int, int, int], ...]
+
+
+def _band(canvas: np.ndarray, start: int, end: int) -> np.ndarray:
+    return np.ascontiguousarray(canvas[:, :, start:end])
+
+
+def pnet_jobs(sizes: Sequence[tuple[int, int]], layout: PyramidLayout, canvas: np.ndarray,
+              band_rows: int | None = None) -> list[_PnetJob]:
+    """The runs that together give every cell of every level's P-Net map, each cell exactly once.
+
+    canvas: (1, 3, layout.height, layout.width) float32, the normalised levels at layout.offsets. Jobs: the
+    canvas's bands; one run over the last PNET_EDGE rows of the odd-height levels side by side; one over the
+    last PNET_EDGE columns of the odd-width levels stacked; an 11 x 11 run per remaining corner of a level odd
+    both ways (the side-by-side runs give one corner each, the last level placed in them).
+    """
+    band_rows = band_rows or PNET_BAND_OUTPUT_ROWS
+    maps = [pnet_map_size(h, w) for h, w in sizes]
+    jobs: list[_PnetJob] = []
+    # Bands of the canvas: output rows [r0, r1) need input rows [2 r0, 2 r1 + 10).
+    canvas_rows, _ = pnet_map_size(layout.height, layout.width)
+    for r0 in range(0, canvas_rows, band_rows):
+        r1 = min(canvas_rows, r0 + band_rows)
+        pieces = []
+        for level, ((y, x), (h, w), (mh, mw)) in enumerate(zip(layout.offsets, sizes, maps, strict=True)):
+            inner_h, inner_w = mh - (h & 1), mw - (w & 1)  # cells whose window lies inside the level
+            top, stop = max(r0, y // 2), min(r1, y // 2 + inner_h)
+            if top < stop and inner_w > 0:
+                pieces.append((level, top - y // 2, 0, top - r0, x // 2, stop - top, inner_w))
+        if pieces:
+            start, end = 2 * r0, min(layout.height, 2 * r1 + PNET_CELL_SIZE - PNET_STRIDE)
+            jobs.append(_PnetJob(partial(_band, canvas, start, end), tuple(pieces)))
+    odd_h = [i for i, (h, _) in enumerate(sizes) if h & 1]
+    odd_w = [i for i, (_, w) in enumerate(sizes) if w & 1]
+    corners = [i for i in odd_h if sizes[i][1] & 1]
+    # The last level in each side-by-side run has the run's corner: give it a level that needs one.
+    bottom_last = corners[0] if corners else None
+    right_last = corners[1] if len(corners) > 1 else None
+    odd_h = [i for i in odd_h if i != bottom_last] + ([bottom_last] if bottom_last is not None else [])
+    odd_w = [i for i in odd_w if i != right_last] + ([right_last] if right_last is not None else [])
+
+    def region(level: int, rows: slice, cols: slice) -> np.ndarray:
+        y, x = layout.offsets[level]
+        h, w = sizes[level]
+        return canvas[0, :, y:y + h, x:x + w][:, rows, cols]
+
+    if odd_h:  # the last map row of each, from its last PNET_EDGE rows
+        starts = np.cumsum([0] + [_even_up(sizes[i][1]) for i in odd_h[:-1]]).tolist()
+        width = starts[-1] + sizes[odd_h[-1]][1]
+        pieces = []
+        for k, (level, x) in enumerate(zip(odd_h, starts, strict=True)):
+            mh, mw = maps[level]
+            cols = mw if k == len(odd_h) - 1 or not sizes[level][1] & 1 else mw - 1
+            pieces.append((level, mh - 1, 0, 0, x // 2, 1, cols))
+
+        def bottom_strips(levels: list[int] = odd_h, starts: list[int] = starts, width: int = width) -> np.ndarray:
+            image = np.zeros((1, 3, PNET_EDGE, width), dtype=np.float32)
+            for level, x in zip(levels, starts, strict=True):
+                image[0, :, :, x:x + sizes[level][1]] = region(level, slice(-PNET_EDGE, None), slice(None))
+            return image
+
+        jobs.append(_PnetJob(bottom_strips, tuple(pieces)))
+    if odd_w:  # the last map column of each, from its last PNET_EDGE columns
+        starts = np.cumsum([0] + [_even_up(sizes[i][0]) for i in odd_w[:-1]]).tolist()
+        height = starts[-1] + sizes[odd_w[-1]][0]
+        pieces = []
+        for k, (level, y) in enumerate(zip(odd_w, starts, strict=True)):
+            mh, mw = maps[level]
+            rows = mh if k == len(odd_w) - 1 or not sizes[level][0] & 1 else mh - 1
+            pieces.append((level, 0, mw - 1, y // 2, 0, rows, 1))
+
+        def right_strips(levels: list[int] = odd_w, starts: list[int] = starts, height: int = height) -> np.ndarray:
+            image = np.zeros((1, 3, height, PNET_EDGE), dtype=np.float32)
+            for level, y in zip(levels, starts, strict=True):
+                image[0, :, y:y + sizes[level][0], :] = region(level, slice(None), slice(-PNET_EDGE, None))
+            return image
+
+        jobs.append(_PnetJob(right_strips, tuple(pieces)))
+    for level in corners:
+        if level in (bottom_last, right_last):
+            continue
+        mh, mw = maps[level]
+        corner = region(level, slice(-PNET_EDGE, None), slice(-PNET_EDGE, None))[None]
+        jobs.append(_PnetJob(partial(np.ascontiguousarray, corner), ((level, mh - 1, mw - 1, 0, 0, 1, 1),)))
+    return jobs
 
 
 # --- Box arithmetic -----------------------------------------------------------------------------------------
@@ -449,12 +608,25 @@ class MtcnnDetector:
     O-Net run their crops in one chunk per worker. On a CPU, give the nets sessions with one intra-op thread
     and as many workers as cores: independent runs keep the cores busier than onnxruntime's parallel loops
     within one run (bench/bench_detect.py). Results do not depend on the number of workers.
+
+    packing: 'per_level' runs P-Net once per pyramid level; 'packed' lays all levels into one canvas and runs
+    it in bands (pnet_jobs). Both give the same P-Net maps, cell for cell, and so the same detections
+    (tests/models/test_mtcnn_packing.py). On the 2-core CPU 'packed' is the slower (whole detection 1.13-1.4x
+    the per-level time at 1080p, 640x480 and a 2333x1434 photo, bench/pnet_packing.py): the canvas is ~19 %
+    larger than the levels it holds, and small per-level maps stay in cache. It also holds every level at
+    once (the canvas: ~2x level 0 at scale_factor 0.709, ~10x at 0.95), which detection_peak_bytes, measured
+    per level, does not cover; so the service keeps 'per_level'. 'packed' is for devices where fewer, larger
+    runs pay (a GPU: one canvas shape per image size), after measuring there.
     """
 
-    def __init__(self, pnet: Runner, rnet: Runner, onet: Runner, workers: int = 1) -> None:
+    def __init__(self, pnet: Runner, rnet: Runner, onet: Runner, workers: int = 1,
+                 packing: PnetPacking = "per_level") -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
+        if packing not in ("per_level", "packed"):
+            raise ValueError(f"packing must be 'per_level' or 'packed', got {packing!r}")
         self.pnet, self.rnet, self.onet = pnet, rnet, onet
+        self.packing = packing
         self.workers = workers
         self._workers = _Workers(workers)
 
@@ -500,23 +672,74 @@ class MtcnnDetector:
         log.debug("mtcnn %dx%d: %s faces, %s ms", width, height, len(result.faces), result.timings_ms)
         return result
 
+    def pnet_maps(self, resampler: AreaResampler, sizes: Sequence[tuple[int, int]], packed: bool
+                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """P-Net's maps per level, offsets (4, h, w) and face_prob (h, w) float32, either way (for tests and
+        bench/pnet_packing.py; a detection runs the per-level way inside _propose)."""
+        if packed:
+            return self._pnet_packed(self._workers, resampler, sizes)
+
+        def one(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+            outputs = _run(self.pnet, normalise(resampler.level(*size))[None])
+            return outputs["box_offsets"][0], outputs["face_prob"][0]
+
+        return self._workers.map(one, list(sizes))
+
+    def _pnet_packed(self, workers: _Workers, resampler: AreaResampler, sizes: Sequence[tuple[int, int]]
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """All levels' P-Net maps from the runs of pnet_jobs over one packed canvas."""
+        if not sizes:
+            return []
+        layout = pack_pyramid(sizes)
+        canvas = np.zeros((1, 3, layout.height, layout.width), dtype=np.float32)  # gaps: any value does
+        for (y, x), (h, w) in zip(layout.offsets, sizes, strict=True):
+            resampled = canvas[0, :, y:y + h, x:x + w]
+            resampled[...] = resampler.level(h, w)
+            normalise(resampled)
+        check_deadline()
+        maps = [(np.empty((4, *pnet_map_size(h, w)), np.float32), np.empty(pnet_map_size(h, w), np.float32))
+                for h, w in sizes]
+
+        def run(job: _PnetJob) -> None:
+            outputs = _run(self.pnet, job.image())
+            offsets, prob = outputs["box_offsets"][0], outputs["face_prob"][0]
+            for level, map_row, map_col, run_row, run_col, rows, cols in job.pieces:  # disjoint: no lock
+                level_offsets, level_prob = maps[level]
+                level_offsets[:, map_row:map_row + rows, map_col:map_col + cols] = \
+                    offsets[:, run_row:run_row + rows, run_col:run_col + cols]
+                level_prob[map_row:map_row + rows, map_col:map_col + cols] = \
+                    prob[run_row:run_row + rows, run_col:run_col + cols]
+            check_deadline()
+
+        workers.map(run, pnet_jobs(sizes, layout, canvas))
+        return maps
+
     def _propose(self, workers: _Workers, resampler: AreaResampler, params: DetectionParams) -> np.ndarray:
-        """Stage 1: P-Net per pyramid level -> (N, 4) float32 calibrated, squared boxes, best first."""
+        """Stage 1: P-Net over the pyramid -> (N, 4) float32 calibrated, squared boxes, best first."""
         height, width = resampler.height, resampler.width
         scales = pyramid_scales(height, width, params.min_face_size, params.scale_factor)
+        sizes = [scaled_size(height, width, scale) for scale in scales]
 
-        def propose_level(scale: float) -> np.ndarray:
-            """Resample, run P-Net, keep this level's candidates: (K, 9) rows as generate_boxes."""
-            level = normalise(resampler.level(*scaled_size(height, width, scale)))[None]
-            outputs = _run(self.pnet, level)
-            candidates = generate_boxes(outputs["box_offsets"][0], outputs["face_prob"][0], scale,
-                                        params.thresholds[0], max_boxes=PNET_MAX_CELLS_PER_LEVEL)
+        def level_candidates(offsets: np.ndarray, prob: np.ndarray, scale: float) -> np.ndarray:
+            """This level's candidates after its NMS: (K, 9) rows as generate_boxes."""
+            candidates = generate_boxes(offsets, prob, scale, params.thresholds[0],
+                                        max_boxes=PNET_MAX_CELLS_PER_LEVEL)
             check_deadline()
             return candidates[nms(candidates[:, :4], candidates[:, 4], PNET_SCALE_NMS_IOU)]
 
-        # Largest level first: it is about half the work, so one worker takes it while the others share the
-        # rest. Gathered in scale order, as a sequential loop would.
-        per_scale = workers.map(propose_level, scales)
+        def propose_level(level: int) -> np.ndarray:
+            """Resample, run P-Net, keep this level's candidates."""
+            outputs = _run(self.pnet, normalise(resampler.level(*sizes[level]))[None])
+            return level_candidates(outputs["box_offsets"][0], outputs["face_prob"][0], scales[level])
+
+        if self.packing == "packed" and sizes:
+            maps = self._pnet_packed(workers, resampler, sizes)
+            per_scale = workers.map(lambda level: level_candidates(maps[level][0], maps[level][1], scales[level]),
+                                    range(len(sizes)))
+        else:
+            # Largest level first: it is about half the work, so one worker takes it while the others share
+            # the rest. Gathered in scale order, as a sequential loop would.
+            per_scale = workers.map(propose_level, range(len(sizes)))
         if not per_scale:
             return np.zeros((0, 4), dtype=np.float32)
         candidates = np.concatenate(per_scale, axis=0)  # (N, 9)

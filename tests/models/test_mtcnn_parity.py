@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.pipelines.mtcnn import LANDMARK_NAMES, DetectionParams, MtcnnDetector
+from app.pipelines.mtcnn import LANDMARK_NAMES, DetectionParams, MtcnnDetector, PnetPacking
 from app.runtime import load_model, read_manifest, sha256_file
 from tests.golden.make_mtcnn_goldens import CASES, case_image, image_sha256
 from tests.helpers import MODELS_DIR, OnnxRunner
@@ -28,10 +28,11 @@ LANDMARK_ATOL_PX = 0.01
 
 
 @cache
-def detector(workers: int = 1) -> MtcnnDetector:
-    """workers 1: one thread throughout; 2: as the service runs it (single-threaded sessions, two workers)."""
+def detector(workers: int = 1, packing: PnetPacking = "per_level") -> MtcnnDetector:
+    """workers 1: one thread throughout; 2: as the service runs it (single-threaded sessions, two workers).
+    packing 'packed': P-Net over one canvas of all levels (same strictness)."""
     pnet, rnet, onet = (OnnxRunner(MODELS_DIR / f"mtcnn_{net}.onnx", threads=1) for net in ("pnet", "rnet", "onet"))
-    return MtcnnDetector(pnet, rnet, onet, workers=workers)
+    return MtcnnDetector(pnet, rnet, onet, workers=workers, packing=packing)
 
 
 def golden(case: str) -> dict[str, Any]:
@@ -51,14 +52,14 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("workers", "packing"), [(1, "per_level"), (2, "per_level"), (2, "packed")])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_detections_match_facenet_pytorch(case: str, workers: int) -> None:
+def test_detections_match_facenet_pytorch(case: str, workers: int, packing: PnetPacking) -> None:
     data = golden(case)
     image = case_image(case)
     if image_sha256(image) != data["image_sha256"]:
         pytest.fail(f"{case}: decoded pixels differ from the golden's (decoder change?); regenerate goldens")
-    faces = detector(workers).detect(image, params_of(data))
+    faces = detector(workers, packing).detect(image, params_of(data))
     assert len(faces) == len(data["boxes"])
     for face, box, score, points in zip(faces, data["boxes"], data["scores"], data["landmarks"], strict=True):
         assert iou(face.box, np.asarray(box)) >= MIN_IOU
