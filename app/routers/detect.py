@@ -12,13 +12,17 @@ from app.deps import AdmissionDep, ServiceDep
 from app.imaging import encode_image
 from app.intake import parse_options, read_image_request
 from app.pipelines.annotate import draw_detections
-from app.pipelines.mtcnn import DetectionParams, detection_peak_bytes
+from app.pipelines.mtcnn import MIN_FACE_SIZE_FLOOR, SCALE_FACTOR_RANGE, DetectionParams, detection_peak_bytes
 from app.routers.common import decode, decoding_bytes, dimensions, image_request_body, wants_image
 from app.schemas import ERROR_RESPONSES
 
 router = APIRouter(tags=["faces"])
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+# The pipeline owns the defaults and bounds (DetectionParams validates every caller, HTTP or not); the options
+# here repeat them from there only so that a bad value is refused before the body's image is decoded and the
+# OpenAPI document shows them.
+DETECTION_DEFAULTS = DetectionParams()
 
 
 def split_numbers(value: Any) -> Any:
@@ -31,10 +35,13 @@ def split_numbers(value: Any) -> Any:
 class DetectOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    min_face_size: int = Field(20, ge=12, description="smallest face to find, in pixels (P-Net's cell is 12)")
+    min_face_size: int = Field(DETECTION_DEFAULTS.min_face_size, ge=MIN_FACE_SIZE_FLOOR,
+                               description=f"smallest face to find, in pixels (P-Net's cell is {MIN_FACE_SIZE_FLOOR})")
     thresholds: tuple[Probability, Probability, Probability] = Field(
-        (0.6, 0.7, 0.7), description="P-Net, R-Net, O-Net face probability thresholds ('0.6,0.7,0.7' in forms)")
-    scale_factor: float = Field(0.709, ge=0.1, le=0.95, description="image pyramid step")
+        DETECTION_DEFAULTS.thresholds,
+        description="P-Net, R-Net, O-Net face probability thresholds ('0.6,0.7,0.7' in forms)")
+    scale_factor: float = Field(DETECTION_DEFAULTS.scale_factor, ge=SCALE_FACTOR_RANGE[0], le=SCALE_FACTOR_RANGE[1],
+                                description="image pyramid step")
     max_faces: int | None = Field(None, ge=1, description="keep only the largest faces")
     annotate: bool = Field(False, description="answer with the image (PNG) and the detections drawn on it")
 

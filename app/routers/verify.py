@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from app.deps import AdmissionDep, ServiceDep
 from app.intake import parse_options, read_image_request
+from app.pipelines.mtcnn import MIN_FACE_SIZE_FLOOR
 from app.pipelines.verify import VERIFY_MIN_FACE_SIZE
 from app.routers.common import decode, decoding_bytes, dimensions, image_request_body
 from app.routers.detect import DetectOptions, FaceOut
@@ -21,7 +22,7 @@ router = APIRouter(tags=["faces"])
 
 
 class EmbedOptions(DetectOptions):
-    min_face_size: int = Field(VERIFY_MIN_FACE_SIZE, ge=12,
+    min_face_size: int = Field(VERIFY_MIN_FACE_SIZE, ge=MIN_FACE_SIZE_FLOOR,
                                description="smallest face to embed, in pixels (smaller faces embed unreliably)")
     annotate: bool = Field(False, exclude=True, description="not used by this endpoint")
 
