@@ -122,10 +122,11 @@ class BatchingRunner:
         key = tuple((name, tuple(feeds[name].shape[1:]), feeds[name].dtype.str) for name in self.input_names)
         share = _Share(feeds=feeds, rows=rows, job=deadline or object(), enqueued_at=time.monotonic())
         with self._cond:
-            self._queues.setdefault(key, deque()).append(share)
+            queue = self._queues.setdefault(key, deque())
+            queue.append(share)
             self._cond.notify_all()
         with self._dropped_when_cancelled(share, deadline):
-            batch = self._await_turn(key, share, deadline)
+            batch = self._await_turn(key, queue, share, deadline)
             if batch is not None:
                 self._run(batch)
         if share.dropped and deadline is not None:
@@ -154,9 +155,11 @@ class BatchingRunner:
                 batch.run_options.terminate = True
             self._cond.notify_all()
 
-    def _await_turn(self, key: ShapeKey, share: _Share, deadline: Deadline | None) -> _Batch | None:
-        """Wait until the share's outputs are there (None) or it leads a batch (that batch, to run)."""
-        queue = self._queues[key]
+    def _await_turn(self, key: ShapeKey, queue: deque[_Share], share: _Share, deadline: Deadline | None
+                    ) -> _Batch | None:
+        """Wait until the share's outputs are there (None) or it leads a batch (that batch, to run).
+
+        queue: the one the share joined (a later one of the same key may replace it once it is empty)."""
         with self._cond:
             while True:
                 if share.dropped:
@@ -194,6 +197,7 @@ class BatchingRunner:
         for s in shares:
             s.state, s.batch = "running", batch
         self._collecting.discard(key)
+        self._forget_if_empty(key, queue)
         self._cond.notify_all()  # a share left behind is now the head and collects for the next batch
         return batch
 
@@ -202,7 +206,14 @@ class BatchingRunner:
         queue.remove(share)
         if was_head:
             self._collecting.discard(key)  # the next share collects from its own arrival
+        self._forget_if_empty(key, queue)
         self._cond.notify_all()
+
+    def _forget_if_empty(self, key: ShapeKey, queue: deque[_Share]) -> None:
+        """Drop an empty queue: style images come in many sizes, and a queue per size ever seen would grow
+        without end. Only shares in a queue use it, so nobody holds an empty one."""
+        if not queue and self._queues.get(key) is queue:
+            del self._queues[key]
 
     # -- running
 

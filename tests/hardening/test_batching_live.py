@@ -35,7 +35,7 @@ def metric(text: str, name: str, model: str) -> float | None:
 def test_concurrent_embeds_batched_equal_unbatched_and_share_runs() -> None:
     # A long timeout so that the four requests' embeddings meet however the machine's load staggers them;
     # the collector stops waiting as soon as every running job has its chips queued.
-    with live_server(max_concurrency="4", batch_max_size="16", batch_timeout_ms="1000") as (base, _):
+    with live_server(max_concurrency="4", batch_max_size="16", batch_timeout_ms="5000") as (base, _):
         batched = embed_all_at_once(base)
         metrics = httpx.get(f"{base}/metrics").text
     with live_server(max_concurrency="4", batch_max_size="1") as (base, _):

@@ -293,3 +293,11 @@ def test_batchable_reads_the_manifest_contract() -> None:
     assert not batchable({"inputs": [{"shape": [1, 3, "height", "width"]}], "outputs": [{"shape": [1, 4]}]})
     assert not batchable({"inputs": [{"shape": ["batch", 3]}], "outputs": [{"shape": [1, 100]}]})
     assert not batchable({})
+
+
+def test_queues_of_past_shapes_are_forgotten() -> None:
+    net = ControlledNet()
+    runner = BatchingRunner(net, BatchPolicy(max_size=4, timeout_s=0.0))
+    for width in range(1, 20):  # style images come in many sizes
+        runner.run(share(1.0, width=width))
+    assert runner._queues == {} and len(net.runs) == 19
