@@ -48,7 +48,7 @@ class Settings(BaseSettings):
         8, ge=1, description="rows (face chips, R-/O-Net crops, style images of one size) one batched run may "
         "stack from concurrent requests; 1 = batching off")
     batch_timeout_ms: float = Field(
-        2.0, ge=0, le=1000, description="the longest a request's inputs wait for company before their run "
+        2.0, ge=0, le=60_000, description="the longest a request's inputs wait for company before their run "
         "starts; never while they are the only job running")
 
     # Intake limits
