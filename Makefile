@@ -48,6 +48,7 @@ lint: $(VENV)/.test-deps system-deps
 	$(VENV)/bin/ruff check app export tests bench
 	$(VENV)/bin/mypy app
 	$(VENV)/bin/hadolint --failure-threshold error Dockerfile
+	$(VENV)/bin/yamllint --strict .
 	docker-compose -f docker-compose.yml config -q
 	docker-compose -f docker-compose.yml --profile gpu config -q
 
