@@ -6,13 +6,14 @@ the container images' HEALTHCHECK runs, so a changed ATELIER_PORT moves the chec
 from __future__ import annotations
 
 import argparse
-import logging
+import logging.config
 import urllib.error
 import urllib.request
 
 import uvicorn
 
 from app.config import get_settings
+from app.logs import logging_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "healthcheck":
         return healthcheck(args.port, args.timeout)
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     if args.command == "serve":
         import os
 
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             workers=args.workers,
             log_level=settings.log_level.lower(),
+            # uvicorn applies it again in each worker process, and routes its own loggers through it
+            log_config=logging_config(settings.log_level, settings.log_format),
             timeout_graceful_shutdown=settings.shutdown_grace_s,
         )
     return 0

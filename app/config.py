@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field(
+        "text", description="'text' (time, level, logger, [request id]: message) or 'json' (one object per line: "
+        "time, level, logger, message, request_id, exception); uvicorn's own lines follow it too")
 
     # Models and runtime
     models_dir: Path = DEFAULT_MODELS_DIR

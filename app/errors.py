@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class AtelierError(Exception):
-    """Base of every error the service answers with `{"error": {"code", "message"}}`."""
+    """Base of every error the service answers with `{"error": {"code", "message", "request_id"}}`."""
 
     code: str = "INTERNAL"
     status: int = 500

@@ -1,4 +1,7 @@
-"""The one place where errors become HTTP: every error body is {"error": {"code": ..., "message": ...}}."""
+"""The one place where errors become HTTP: every error body is {"error": {"code", "message", "request_id"}}.
+
+The request id (app/requestid.py) goes into the body and the X-Request-ID header here too: the 500 handler runs
+outside app.middleware.RequestIdMiddleware, so that middleware cannot add the header to its answer."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import AtelierError
+from app.requestid import HEADER, current_request_id, new_request_id
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,9 @@ _HTTP_CODES = {
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    request_id = current_request_id() or new_request_id()  # None only for an app built without the middleware
+    return JSONResponse({"error": {"code": code, "message": message, "request_id": request_id}},
+                        status_code=status, headers={**(headers or {}), HEADER: request_id})
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -17,8 +17,9 @@ from app.draining import drain_on_sigterm
 from app.gate import InferenceGate
 from app.handlers import install_error_handlers
 from app.memory import MIB, MemoryBudget, default_budget_bytes
-from app.middleware import MetricsMiddleware
+from app.middleware import MetricsMiddleware, RequestIdMiddleware
 from app.ratelimit import RateLimiter
+from app.requestid import HEADER as REQUEST_ID_HEADER
 from app.routers import detect, ops, stylize, verify, web
 from app.service import Service, build_pipelines, load_registry
 
@@ -27,7 +28,9 @@ log = logging.getLogger("app")
 DESCRIPTION = """Fast neural style transfer, MTCNN face detection and face verification, served with onnxruntime.
 
 Images go in as multipart file fields, as a JSON body with base64 strings, or (single-image endpoints) as a raw
-image body. Every error answers `{"error": {"code": ..., "message": ...}}`."""
+image body. Every error answers `{"error": {"code": ..., "message": ..., "request_id": ...}}`. Every response
+carries `X-Request-ID`: the client's own when it sent a sane one (1-128 characters of `A-Za-z0-9._:-`), else a
+new one; the server's log lines for that request carry the same id."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -65,8 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     if settings.cors_origin_list():
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list(), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type", REQUEST_ID_HEADER],
+                           expose_headers=[REQUEST_ID_HEADER])
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # added last, so outermost: every answer, preflights too, gets the id
     app.include_router(ops.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")

@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 class ErrorDetail(BaseModel):
     code: str = Field(description="stable machine-readable code, listed in the README")
     message: str = Field(description="what was wrong, for people")
+    request_id: str = Field(description="this request's id, also sent as the X-Request-ID header; quote it when "
+                            "reporting a problem (it finds the request's log lines)")
 
 
 class ErrorBody(BaseModel):

@@ -5,7 +5,8 @@
  *   POST /v1/detect                 multipart: image, min_face_size, thresholds, scale_factor, max_faces
  *   POST /v1/verify                 multipart: image_a, image_b, face, threshold
  *
- * Errors answer {"error": {"code", "message"}}; explain() turns each code into plain words.
+ * Errors answer {"error": {"code", "message", "request_id"}}; explain() turns each code into plain words, and the
+ * request id is shown so that a user can quote it.
  */
 "use strict";
 
@@ -19,10 +20,11 @@
   // ------------------------------------------------------------------ the API
 
   class ApiError extends Error {
-    constructor(status, code, message) {
+    constructor(status, code, message, requestId = "") {
       super(message);
       this.status = status;
       this.code = code;
+      this.requestId = requestId;
     }
   }
 
@@ -41,11 +43,13 @@
     if (!response.ok) {
       let code = `HTTP_${response.status}`;
       let message = response.statusText || "";
+      let requestId = response.headers.get("X-Request-ID") || "";
       try {
         const data = await response.json();
         if (data && data.error) ({ code, message } = data.error);
+        if (data && data.error && data.error.request_id) requestId = data.error.request_id;
       } catch (_) { /* not a JSON error body (a proxy's HTML page, say) */ }
-      throw new ApiError(response.status, code, message);
+      throw new ApiError(response.status, code, message, requestId);
     }
     return response;
   }
@@ -186,6 +190,9 @@
       if (err instanceof ApiError) {
         const where = err.status ? `HTTP ${err.status} ${err.code}` : "network error";
         parts.push(el("p", { className: "error-detail", textContent: `Server said (${where}): ${err.message}` }));
+        if (err.requestId) {
+          parts.push(el("p", { className: "error-request-id", textContent: `Request ID (quote it when reporting this): ${err.requestId}` }));
+        }
       }
       this.error.replaceChildren(...parts);
     }

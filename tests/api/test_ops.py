@@ -100,7 +100,10 @@ def test_unexpected_errors_are_500_internal_without_details(served_settings: Set
     app = create_app(served_settings.model_copy(update={"warmup": False}))
     with TestClient(app, raise_server_exceptions=False) as raw:
         monkeypatch.setattr(app.state.service.pipelines.detector, "run", broken)
-        response = raw.post("/v1/detect", files={"image": ("x.png", encode(gradient_rgb()), "image/png")})
+        response = raw.post("/v1/detect", files={"image": ("x.png", encode(gradient_rgb()), "image/png")},
+                            headers={"X-Request-ID": "broken-1"})
         assert raw.get("/healthz").status_code == 200
     assert response.status_code == 500
-    assert response.json() == {"error": {"code": "INTERNAL", "message": "internal error; the incident was logged"}}
+    assert response.json() == {"error": {"code": "INTERNAL", "message": "internal error; the incident was logged",
+                                         "request_id": "broken-1"}}
+    assert response.headers["x-request-id"] == "broken-1"  # answered outside the request id middleware

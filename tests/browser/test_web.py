@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,7 @@ def test_detect_explains_a_file_that_is_not_an_image(page: Any, photos: dict[str
     expect(alert.locator(".error-title")).to_have_text("That file is not an image Atelier can read.")
     expect(alert).to_contain_text("Choose a photo saved as JPEG, PNG")
     expect(alert.locator(".error-detail")).to_contain_text("HTTP 422 INVALID_IMAGE")
+    expect(alert.locator(".error-request-id")).to_contain_text(re.compile(r"Request ID .*: [0-9a-f]{32}$"))
     expect(panel.locator("#detect-result")).to_be_hidden()
 
     # A value the API refuses: its message is shown with the plain-words explanation.

@@ -1,9 +1,10 @@
-"""Images, faces and embeddings never reach the logs or the disk."""
+"""Images, faces, embeddings, boxes and upload file names never reach the logs (text or JSON) or the disk."""
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.config import Settings
+from app.logs import JsonFormatter, RequestIdFilter, TextFormatter
 from app.main import create_app
 from tests.conftest import MODELS_DIR, REPO_ROOT, encode, photo_bytes
 
@@ -43,18 +45,37 @@ def test_verify_and_embed_leave_nothing_in_logs_or_on_disk(caplog: pytest.LogCap
     watched = (REPO_ROOT / "app", MODELS_DIR, scratch, REPO_ROOT)
     before = _files_under(*watched)
     caplog.set_level(logging.DEBUG)
+    # The service's own handlers too (app/logs.py), in both formats, beside caplog's.
+    outputs = {"text": io.StringIO(), "json": io.StringIO()}
+    handlers = [logging.StreamHandler(outputs["text"]), logging.StreamHandler(outputs["json"])]
+    for handler, formatter in zip(handlers, (TextFormatter(), JsonFormatter()), strict=True):
+        handler.setFormatter(formatter)
+        handler.addFilter(RequestIdFilter())
+        logging.getLogger().addHandler(handler)
     settings = Settings(models_dir=MODELS_DIR, log_level="debug", warmup=False)
-    with TestClient(create_app(settings)) as client:
-        embedded = client.post("/v1/embed", files={"image": ("o.jpg", photo_bytes("obama.jpg"))}).json()
-        verified = client.post("/v1/verify", files={"image_a": ("a.jpg", big_photo),
-                                                    "image_b": ("b.jpg", photo_bytes("obama2.jpg"))})
-        assert verified.status_code == 200
-        json_verify = client.post("/v1/verify", json={
-            "image_a": base64.b64encode(photo_bytes("obama.jpg")).decode(),
-            "image_b": base64.b64encode(photo_bytes("biden.jpg")).decode()})
-        assert json_verify.status_code == 200
-    logged = caplog.text
-    assert logged, "debug logging captured nothing: the test would prove nothing"
+    try:
+        with TestClient(create_app(settings)) as client:
+            embedded = client.post("/v1/embed", files={"image": ("private-name-1.jpg", photo_bytes("obama.jpg"))},
+                                   headers={"X-Request-ID": "privacy-1"}).json()
+            verified = client.post("/v1/verify", files={"image_a": ("private-name-2.png", big_photo),
+                                                        "image_b": ("private-name-3.jpg", photo_bytes("obama2.jpg"))})
+            assert verified.status_code == 200
+            json_verify = client.post("/v1/verify", json={
+                "image_a": base64.b64encode(photo_bytes("obama.jpg")).decode(),
+                "image_b": base64.b64encode(photo_bytes("biden.jpg")).decode()})
+            assert json_verify.status_code == 200
+            refused = client.post("/v1/detect", files={"image": ("private-name-4.jpg", b"not an image")})
+            assert refused.status_code == 422
+    finally:
+        for handler in handlers:
+            logging.getLogger().removeHandler(handler)
+    json_lines = [json.loads(line) for line in outputs["json"].getvalue().splitlines()]
+    assert json_lines and all(set(line) <= {"time", "level", "logger", "message", "request_id", "exception"}
+                              for line in json_lines)  # fixed fields only: no arguments, extras or bodies
+    assert any(line["request_id"] == "privacy-1" for line in json_lines)
+    logged = "\n".join([caplog.text, outputs["text"].getvalue(), outputs["json"].getvalue()])
+    assert caplog.text, "debug logging captured nothing: the test would prove nothing"
+    assert "private-name" not in logged
     for face in embedded["faces"]:
         for value in face["embedding"][:16]:
             assert f"{value:.6f}"[:8] not in logged
