@@ -17,7 +17,8 @@ def test_healthz(tiny_client: TestClient) -> None:
 def test_readyz_reports_models_and_providers(tiny_client: TestClient) -> None:
     response = tiny_client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"ready": True, "models": 1, "providers": {"test-affine": "CPUExecutionProvider"}}
+    assert response.json() == {"ready": True, "draining": False, "models": 1,
+                               "providers": {"test-affine": "CPUExecutionProvider"}}
 
 
 def test_readyz_is_503_before_start_up(tiny_settings: Settings) -> None:
