@@ -1,7 +1,7 @@
 """Load curves: throughput and latency per endpoint at 1-32 concurrent clients, batching on and off.
 
     .venv/bin/python bench/load.py [--endpoints detect,embed,verify,stylize] [--clients 1,2,4,8,16,32]
-                                   [--seconds 15] [--concurrency 4] [--json bench/results/load.json]
+                                   [--seconds 15] [--rounds 1] [--concurrency 4] [--json bench/results/load.json]
                                    [--plot docs/load-curves.png]
 
 Two servers run side by side (`atelier serve`, one worker each, the same settings but ATELIER_BATCH_MAX_SIZE=1
@@ -22,6 +22,7 @@ import logging
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,6 +85,17 @@ def measure(base: str, endpoint: str, clients: int, seconds: int, workdir: Path)
     return result
 
 
+def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per client count, the median of each figure over the rounds; sorted by clients."""
+    levels = sorted({r["clients"] for r in runs})
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+
+    return [{"clients": c, **{key: median([r[key] for r in runs if r["clients"] == c and r[key] is not None])
+                              for key in ("rps", "p50_ms", "p95_ms")}} for c in levels]
+
+
 def plot(runs: list[dict[str, Any]], endpoints: list[str], levels: list[int], path: Path, title: str) -> None:
     import matplotlib
 
@@ -93,8 +105,7 @@ def plot(runs: list[dict[str, Any]], endpoints: list[str], levels: list[int], pa
     figure, axes = plt.subplots(2, len(endpoints), figsize=(4.2 * len(endpoints), 7), squeeze=False)
     for column, endpoint in enumerate(endpoints):
         for batching, style, colour in ((True, "-o", "C0"), (False, "--s", "C1")):
-            chosen = sorted((r for r in runs if r["endpoint"] == endpoint and r["batching"] == batching),
-                            key=lambda r: r["clients"])
+            chosen = medians([r for r in runs if r["endpoint"] == endpoint and r["batching"] == batching])
             label = "batching on" if batching else "batching off"
             clients = [r["clients"] for r in chosen]
             axes[0][column].plot(clients, [r["rps"] for r in chosen], style, color=colour, label=label)
@@ -123,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoints", default="detect,embed,verify,stylize")
     parser.add_argument("--clients", default="1,2,4,8,16,32")
     parser.add_argument("--seconds", type=int, default=15, help="length of each run")
+    parser.add_argument("--rounds", type=int, default=1, help="(on, off) pairs per step; the plot shows medians")
     parser.add_argument("--concurrency", type=int, default=4, help="ATELIER_MAX_CONCURRENCY of both servers")
     parser.add_argument("--batch-max-size", default="", help="ATELIER_BATCH_MAX_SIZE when on (default: the "
                         "service's default)")
@@ -148,15 +160,17 @@ def main(argv: list[str] | None = None) -> int:
         step = 0
         for endpoint in endpoints:
             for clients in levels:
-                order = (True, False) if step % 2 == 0 else (False, True)
-                step += 1
-                for batching in order:
-                    result = measure(servers[batching], endpoint, clients, args.seconds, Path(tmp))
-                    runs.append({"endpoint": endpoint, "clients": clients, "batching": batching, **result})
-                    log.info("%-8s %2d clients batching %-3s %7.2f req/s  p50 %6s  p95 %6s  p99 %6s ms  "
-                             "failures %d  batch %s", endpoint, clients, "on" if batching else "off",
-                             result["rps"], result["p50_ms"], result["p95_ms"], result["p99_ms"],
-                             result["failures"], result["mean_batch_size"])
+                for round_ in range(args.rounds):
+                    order = (True, False) if step % 2 == 0 else (False, True)
+                    step += 1
+                    for batching in order:
+                        result = measure(servers[batching], endpoint, clients, args.seconds, Path(tmp))
+                        runs.append({"endpoint": endpoint, "clients": clients, "batching": batching,
+                                     "round": round_, **result})
+                        log.info("%-8s %2d clients batching %-3s %7.2f req/s  p50 %6s  p95 %6s  p99 %6s ms  "
+                                 "failures %d  batch %s", endpoint, clients, "on" if batching else "off",
+                                 result["rps"], result["p50_ms"], result["p95_ms"], result["p99_ms"],
+                                 result["failures"], result["mean_batch_size"])
     record = {"command": "bench/load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
               "settings": {"on": batching_on, "off": {**common, "batch_max_size": "1"}, "seconds": args.seconds},
