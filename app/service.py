@@ -36,6 +36,7 @@ def load_registry(settings: Settings) -> ModelRegistry:
         cudnn_conv_algo_search=settings.cudnn_conv_algo_search,
         spinning=settings.ort_spinning,
         threads_by_model=dict.fromkeys(MTCNN_MODELS, 1),
+        precision=settings.precision,
     )
 
 
@@ -69,7 +70,7 @@ def build_pipelines(registry: ModelRegistry, models_dir: Path, threads: int = 1)
         if EMBEDDING_MODEL in registry:
             embedder = registry.get(EMBEDDING_MODEL)
             recognizer = FaceRecognizer(detector, embedder, f"{EMBEDDING_MODEL} ({embedder.entry['version']})")
-    style_runners = {model_id: model for model_id, model in registry.models.items()
+    style_runners = {model_id: model for model_id, model in registry.served_models().items()
                      if model.entry.get("task") == "style-transfer"}
     if (models_dir / "styles.json").exists():
         gpu = any(model.active_provider in GPU_PROVIDERS for model in style_runners.values())
