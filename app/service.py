@@ -69,7 +69,10 @@ def build_pipelines(registry: ModelRegistry, models_dir: Path, threads: int = 1)
         detector_model = f"mtcnn ({pnet.entry['version']})"
         if EMBEDDING_MODEL in registry:
             embedder = registry.get(EMBEDDING_MODEL)
-            recognizer = FaceRecognizer(detector, embedder, f"{EMBEDDING_MODEL} ({embedder.entry['version']})")
+            # "dlib-face-resnet (1)", or "dlib-face-resnet (1, int8)" where its int8 variant serves it
+            label = ", ".join([str(embedder.entry["version"]),
+                               *([embedder.precision] if embedder.precision != "float32" else [])])
+            recognizer = FaceRecognizer(detector, embedder, f"{EMBEDDING_MODEL} ({label})")
     style_runners = {model_id: model for model_id, model in registry.served_models().items()
                      if model.entry.get("task") == "style-transfer"}
     if (models_dir / "styles.json").exists():
