@@ -210,7 +210,11 @@ def face_chips(models_dir: Path, images: list[np.ndarray]) -> tuple[np.ndarray, 
     from app.pipelines.recognition import redetect_border_faces
     from app.runtime import load_model, read_manifest
 
-    entries = {e["id"]: e for e in read_manifest(models_dir)}
+    entries = {e["id"]: e for e in read_manifest(models_dir)} if (models_dir / "manifest.json").exists() else {}
+    missing = [f"mtcnn-{net}" for net in ("pnet", "rnet", "onet") if f"mtcnn-{net}" not in entries]
+    if missing:
+        raise RuntimeError(f"the int8 step cuts face chips with our MTCNN: {', '.join(missing)} not in "
+                           f"{models_dir}; convert mtcnn first (python -m export does) or pass --skip-int8")
     runners = [load_model(entries[f"mtcnn-{net}"], models_dir, ["CPUExecutionProvider"], 2)
                for net in ("pnet", "rnet", "onet")]
     detector = MtcnnDetector(*runners)
