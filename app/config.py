@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     ort_spinning: bool = Field(
         False, description="let onnxruntime's idle intra-op threads busy-wait: they then steal cores from the "
         "pipeline's own numpy work and other requests (off: MTCNN ~25 % faster, style unchanged)")
+    precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto", description="CPU provider: 'auto' serves a model's int8 variant where the export's fidelity gate "
+        "held and it measured faster (dlib-face-resnet), 'int8' wherever its gate held, 'fp32' never; GPU "
+        "providers always run float32/float16")
     cudnn_conv_algo_search: Literal["HEURISTIC", "EXHAUSTIVE", "DEFAULT"] = Field(
         "HEURISTIC", description="CUDA provider: how cuDNN picks convolution algorithms for each new input shape")
 

@@ -30,6 +30,7 @@ AUTO_ORDER = (*GPU_PROVIDERS, "CPUExecutionProvider")
 # behind (560 MB with shrinking, for 1.25x its time), which a later detection would add to, whatever the memory
 # budget reserved. Below ~1 MP the arena is kept: small runs are most of the traffic, and reusing it is faster.
 SHRINK_ARENA_ABOVE_ELEMENTS = 3 * 1024 * 1024
+PRECISIONS = ("auto", "fp32", "int8")  # Settings.precision
 _DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "uint8": np.uint8}
 
 
@@ -71,6 +72,34 @@ def read_manifest(models_dir: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def precision_of(entry: Mapping[str, Any]) -> str:
+    """float32, float16 or int8: the arithmetic of the entry's graph, as its manifest entry records it."""
+    recorded = str(entry.get("precision") or entry.get("quantization") or "float32")
+    for precision in ("int8", "float16"):
+        if recorded.startswith(precision):
+            return precision
+    return "float32"
+
+
+def int8_refusal(entry: Mapping[str, Any], precision: str, has_gpu: bool) -> str | None:
+    """Why an int8 variant (an entry with `int8_of`) is not served instead of its float32 model; None when it is.
+
+    int8 runs on the CPU provider only (GPU providers serve float32/float16), only where the export's fidelity
+    gate held, and under 'auto' only where the export marked it as measurably faster on the CPU (cpu_default,
+    from bench/bench_int8.py); 'int8' serves it wherever its gate held, 'fp32' never.
+    """
+    if has_gpu:
+        return "int8 variant: served on the CPU provider only; GPU providers run float32/float16"
+    if precision == "fp32":
+        return "int8 variant: not served with ATELIER_PRECISION=fp32"
+    if not entry.get("gate", {}).get("held"):
+        return "int8 variant: its fidelity gate did not hold at export"
+    if precision == "auto" and not entry.get("cpu_default"):
+        return ("int8 variant: not faster than float32 on the CPU (bench/bench_int8.py); "
+                "ATELIER_PRECISION=int8 serves it")
+    return None
+
+
 @dataclass
 class ModelSession:
     """One loaded ONNX model: its manifest entry, session, and the provider that actually runs it."""
@@ -96,6 +125,10 @@ class ModelSession:
     @property
     def active_provider(self) -> str:
         return str(self.session.get_providers()[0])
+
+    @property
+    def precision(self) -> str:
+        return precision_of(self.entry)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run the graph; outputs in graph order. Blocking: call it off the event loop (app.gate does).
@@ -189,21 +222,33 @@ class ModelRegistry:
     """Every model of the manifest, loaded once per process."""
 
     def __init__(
-        self, entries: list[dict[str, Any]], models: dict[str, ModelSession], skipped: dict[str, str] | None = None
+        self, entries: list[dict[str, Any]], models: dict[str, ModelSession], skipped: dict[str, str] | None = None,
+        served: dict[str, str] | None = None,
     ) -> None:
         self.entries = entries  # the manifest as read at start-up, loaded or not
         self.models = models
         self.skipped = skipped or {}  # model id -> why it was not loaded (e.g. fp16 variants on CPU)
+        self.served = served or {}  # model id -> id of the int8 variant loaded in its place
         self.ready = False
 
     def __contains__(self, model_id: str) -> bool:
-        return model_id in self.models
+        return self.served.get(model_id, model_id) in self.models
 
     def get(self, model_id: str) -> ModelSession:
+        """The session serving `model_id`: its int8 variant where that was chosen, else its own."""
         try:
-            return self.models[model_id]
+            return self.models[self.served.get(model_id, model_id)]
         except KeyError:
             raise ModelLoadError(f"model {model_id} is not in the manifest") from None
+
+    def served_models(self) -> dict[str, ModelSession]:
+        """Loaded sessions keyed by the model id the pipelines ask for (an int8 variant under its model's id)."""
+        return {str(model.entry.get("int8_of", model_id)): model for model_id, model in self.models.items()}
+
+    def precision(self, model_id: str) -> str | None:
+        """The precision running for this manifest entry; None when it is not loaded."""
+        model = self.models.get(model_id)
+        return model.precision if model is not None else None
 
     @classmethod
     def load(
@@ -217,9 +262,13 @@ class ModelRegistry:
         cudnn_conv_algo_search: str = "HEURISTIC",
         spinning: bool = False,
         threads_by_model: Mapping[str, int] | None = None,
+        precision: str = "auto",
     ) -> ModelRegistry:
         """Load every model of the manifest with `threads` intra-op threads, or threads_by_model[id] for the
-        models named there (those whose pipeline runs them from several threads at once)."""
+        models named there (those whose pipeline runs them from several threads at once). An int8 variant
+        (int8_refusal) is loaded instead of its float32 model where it is chosen, never beside it."""
+        if precision not in PRECISIONS:
+            raise ModelLoadError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         providers = resolve_providers(requested, ort.get_available_providers())
         if require_gpu and not any(p in GPU_PROVIDERS for p in providers):
             raise ModelLoadError(
@@ -230,7 +279,22 @@ class ModelRegistry:
         skipped: dict[str, str] = {}
         has_gpu = any(p in GPU_PROVIDERS for p in providers)
         entries = read_manifest(models_dir)
+        served: dict[str, str] = {}
         for entry in entries:
+            if "int8_of" in entry:
+                refusal = int8_refusal(entry, precision, has_gpu)
+                if refusal is None:
+                    served[str(entry["int8_of"])] = str(entry["id"])
+                else:
+                    skipped[entry["id"]] = refusal
+        for entry in entries:
+            if entry["id"] in skipped:
+                log.info("model %s skipped: %s", entry["id"], skipped[entry["id"]])
+                continue
+            if entry["id"] in served:
+                skipped[entry["id"]] = f"served by its int8 variant {served[entry['id']]}"
+                log.info("model %s skipped: %s", entry["id"], skipped[entry["id"]])
+                continue
             if entry.get("providers_hint") == "gpu" and not has_gpu:
                 skipped[entry["id"]] = "GPU-only variant; no GPU provider available"
                 log.info("model %s skipped: %s", entry["id"], skipped[entry["id"]])
@@ -243,10 +307,11 @@ class ModelRegistry:
                     f"ATELIER_REQUIRE_GPU is set but model {model.id} fell back to {model.active_provider} "
                     "(onnxruntime-gpu without a usable CUDA runtime falls back silently)"
                 )
-            log.info("model %s loaded on %s (%d threads)", model.id, model.active_provider, model_threads)
+            log.info("model %s loaded on %s (%s, %d threads)", model.id, model.active_provider, model.precision,
+                     model_threads)
             metrics.ACTIVE_PROVIDER.labels(model=model.id, provider=model.active_provider).set(1)
             models[model.id] = model
-        registry = cls(entries, models, skipped)
+        registry = cls(entries, models, skipped, served)
         if warmup:
             for model in models.values():
                 model.warm_up()

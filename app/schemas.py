@@ -44,6 +44,8 @@ class ModelInfo(BaseModel):
     source: list[dict[str, Any]]
     loaded: bool
     active_provider: str | None
+    precision: str | None = Field(None, description="float32, float16 or int8: the arithmetic running for this "
+                                  "entry; null when it is not loaded (note says why, or which variant serves it)")
     inputs: list[TensorContract]
     outputs: list[TensorContract]
     note: str | None = None

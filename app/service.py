@@ -39,6 +39,7 @@ def load_registry(settings: Settings) -> ModelRegistry:
         cudnn_conv_algo_search=settings.cudnn_conv_algo_search,
         spinning=settings.ort_spinning,
         threads_by_model=dict.fromkeys(MTCNN_MODELS, 1),
+        precision=settings.precision,
     )
 
 
@@ -63,7 +64,7 @@ def runners_of(registry: ModelRegistry, batching: BatchPolicy, company: Callable
     take a batch (app.batching) when batching is on. company: how many jobs are running (the gate's count)."""
     return {model_id: (BatchingRunner(model, batching, company) if batching.enabled and batchable(model.entry)
                        else model)
-            for model_id, model in registry.models.items()}
+            for model_id, model in registry.served_models().items()}
 
 
 def build_pipelines(registry: ModelRegistry, models_dir: Path, threads: int = 1,
@@ -85,9 +86,11 @@ def build_pipelines(registry: ModelRegistry, models_dir: Path, threads: int = 1,
         detector_model = f"mtcnn ({pnet_session.entry['version']})"
         if EMBEDDING_MODEL in registry:
             embedder = registry.get(EMBEDDING_MODEL)
-            recognizer = FaceRecognizer(detector, runners[EMBEDDING_MODEL],
-                                        f"{EMBEDDING_MODEL} ({embedder.entry['version']})")
-    style_runners = {model_id: runners[model_id] for model_id, model in registry.models.items()
+            # "dlib-face-resnet (1)", or "dlib-face-resnet (1, int8)" where its int8 variant serves it
+            label = ", ".join([str(embedder.entry["version"]),
+                               *([embedder.precision] if embedder.precision != "float32" else [])])
+            recognizer = FaceRecognizer(detector, runners[EMBEDDING_MODEL], f"{EMBEDDING_MODEL} ({label})")
+    style_runners = {model_id: runners[model_id] for model_id, model in registry.served_models().items()
                      if model.entry.get("task") == "style-transfer"}
     if (models_dir / "styles.json").exists():
         gpu = any(registry.get(model_id).active_provider in GPU_PROVIDERS for model_id in style_runners)

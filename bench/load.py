@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from tests.hardening.conftest import live_server  # noqa: E402  (a server in a subprocess, as the tests start it)
 
 USERS = {"detect": "DetectUser", "embed": "EmbedUser", "verify": "VerifyUser", "stylize": "StylizeUser"}
-BATCHED_MODELS = ("dlib-face-resnet", "mtcnn-rnet", "mtcnn-onet", "style-multi26")
+# The embedder runs as its int8 variant on the CPU provider (ATELIER_PRECISION=auto), as float32 elsewhere.
+BATCHED_MODELS = ("dlib-face-resnet", "dlib-face-resnet-int8", "mtcnn-rnet", "mtcnn-onet", "style-multi26")
 log = logging.getLogger("load")
 
 

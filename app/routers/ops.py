@@ -56,6 +56,7 @@ async def list_models(service: ServiceDep) -> ModelList:
             source=entry.get("sources", []),
             loaded=loaded is not None,
             active_provider=loaded.active_provider if loaded else None,
+            precision=registry.precision(entry["id"]),
             inputs=entry.get("inputs", []),
             outputs=entry.get("outputs", []),
             note=registry.skipped.get(entry["id"]),

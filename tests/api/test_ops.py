@@ -108,3 +108,23 @@ def test_unexpected_errors_are_500_internal_without_details(served_settings: Set
     assert response.json() == {"error": {"code": "INTERNAL", "message": "internal error; the incident was logged",
                                          "request_id": "broken-1"}}
     assert response.headers["x-request-id"] == "broken-1"  # answered outside the request id middleware
+
+
+def test_models_report_which_precision_runs_on_the_committed_models(client: TestClient) -> None:
+    """On the CPU provider, ATELIER_PRECISION=auto: dlib's int8 variant serves the embedder (its gate held and
+    it measured faster), everything else runs float32; the fp16 and int8 files that do not run say why."""
+    import onnxruntime as ort
+
+    from app.runtime import GPU_PROVIDERS
+
+    models = {m["id"]: m for m in client.get("/v1/models").json()["models"]}
+    if any(p in GPU_PROVIDERS for p in ort.get_available_providers()):
+        assert models["dlib-face-resnet"]["precision"] == "float32" and not models["dlib-face-resnet-int8"]["loaded"]
+        return
+    assert models["dlib-face-resnet-int8"]["loaded"] and models["dlib-face-resnet-int8"]["precision"] == "int8"
+    assert not models["dlib-face-resnet"]["loaded"] and models["dlib-face-resnet"]["precision"] is None
+    assert "served by its int8 variant dlib-face-resnet-int8" in models["dlib-face-resnet"]["note"]
+    for model_id in ("mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet", "style-multi26"):  # MTCNN stays float32
+        assert models[model_id]["precision"] == "float32", model_id
+    assert models["style-arbitrary-transform"]["precision"] == "int8"  # shipped as int8 QDQ
+    assert not models["style-multi26-fp16"]["loaded"] and models["style-multi26-fp16"]["precision"] is None

@@ -21,6 +21,7 @@ def test_a_tiny_load_sweep_writes_its_record_and_plot(tmp_path: Path) -> None:
     runs = json.loads(record.read_text())["runs"]
     assert sorted((r["clients"], r["batching"]) for r in runs) == [(1, False), (1, True), (2, False), (2, True)]
     assert all(r["requests"] > 0 and r["failures"] == 0 and r["rps"] > 0 for r in runs)
-    assert all("dlib-face-resnet" in r["mean_batch_size"] for r in runs if r["batching"])
+    assert all({"dlib-face-resnet", "dlib-face-resnet-int8"} & set(r["mean_batch_size"]) for r in runs
+               if r["batching"])
     assert all(r["mean_batch_size"] == {} for r in runs if not r["batching"])
     assert plot.stat().st_size > 10_000

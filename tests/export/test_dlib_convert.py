@@ -27,7 +27,7 @@ def test_torch_module_equals_dlib_on_dlibs_chips() -> None:
 
 @pytest.mark.slow
 def test_convert_writes_model_and_manifest(tmp_path: Path) -> None:
-    entries = convert_dlib.convert(tmp_path)
+    entries = convert_dlib.convert(tmp_path, int8=False)  # the int8 variant: tests/export/test_quantize.py
     assert [e["id"] for e in entries] == ["dlib-face-resnet"]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     entry = manifest["models"][0]

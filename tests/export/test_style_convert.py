@@ -124,3 +124,24 @@ def test_served_file_equals_a_fresh_export() -> None:
             del node.metadata_props[:]
             node.doc_string = ""
     assert model.SerializeToString() == on_disk.SerializeToString()
+
+
+@pytest.mark.slow
+def test_int8_style_network_fails_its_gate_and_is_not_written(tmp_path: Path) -> None:
+    """convert_style --int8: per-channel QDQ of the 26-style net stays far below 35 dB on some styles
+    (export/convert_style.py INT8_FINDING), so the toolchain raises and writes no int8 file."""
+    import json
+
+    import onnx
+
+    from export import convert_style, quantize
+
+    models_dir = REPO_ROOT / "models"
+    entry = next(e for e in json.loads((models_dir / "manifest.json").read_text())["models"]
+                 if e["id"] == "style-multi26")
+    fp32 = onnx.load(str(models_dir / entry["file"]))
+    with pytest.raises(quantize.FidelityGateError, match="below 35.0 dB"):
+        convert_style.convert_multistyle_int8(tmp_path, fp32, entry)
+    assert not list(tmp_path.iterdir())
+    assert all(not e["id"].startswith("style-multi26-int8")
+               for e in json.loads((models_dir / "manifest.json").read_text())["models"])

@@ -28,7 +28,8 @@ def embed_all_at_once(base: str) -> list[dict[str, Any]]:
 
 
 def metric(text: str, name: str, model: str) -> float | None:
-    found = re.search(rf'^{name}{{model="{model}"}} ([0-9.e+-]+)$', text, flags=re.MULTILINE)
+    """The sample of `name` for `model`, or for its int8 variant where that serves it (app.runtime)."""
+    found = re.search(rf'^{name}{{model="{model}(?:-int8)?"}} ([0-9.e+-]+)$', text, flags=re.MULTILINE)
     return float(found.group(1)) if found else None
 
 
