@@ -24,7 +24,8 @@ from tests.conftest import MODELS_DIR, photo_bytes
 
 LONG = 60.0
 ROWS = (1, 2, 3)  # three concurrent calls of different sizes, stacked into one run of 6
-FEATURE_SHAPES = {"dlib-face-resnet": (3, 150, 150), "mtcnn-rnet": (3, 24, 24), "mtcnn-onet": (3, 48, 48),
+FEATURE_SHAPES = {"dlib-face-resnet": (3, 150, 150), "dlib-face-resnet-int8": (3, 150, 150),
+                  "mtcnn-rnet": (3, 24, 24), "mtcnn-onet": (3, 48, 48),
                   "style-multi26": (3, 64, 96)}
 
 
