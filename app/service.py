@@ -97,8 +97,9 @@ def runners_of(registry: ModelRegistry, batching: BatchPolicy, company: Callable
 
 
 def build_pipelines(registry: ModelRegistry, models_dir: Path, threads: int = 1,
-                    batching: BatchPolicy | None = None, company: Callable[[], int] | None = None) -> Pipelines:
-    """The pipelines whose models are loaded (filters need none).
+                    batching: BatchPolicy | None = None, company: Callable[[], int] | None = None,
+                    only: Capability | None = None) -> Pipelines:
+    """The pipelines whose models are loaded (filters need none); only: just this capability's (a Ray replica).
 
     threads: the threads one worker process may keep busy (Settings.threads_per_session()): the size of
     MTCNN's worker pool, which every request shares. batching/company: see runners_of (default: off).
@@ -121,7 +122,7 @@ def build_pipelines(registry: ModelRegistry, models_dir: Path, threads: int = 1,
             recognizer = FaceRecognizer(detector, runners[EMBEDDING_MODEL], f"{EMBEDDING_MODEL} ({label})")
     style_runners = {model_id: runners[model_id] for model_id, model in registry.served_models().items()
                      if model.entry.get("task") == STYLE_TASK}
-    if (models_dir / "styles.json").exists():
+    if only in (None, "stylize") and (models_dir / "styles.json").exists():
         gpu = any(registry.get(model_id).active_provider in GPU_PROVIDERS for model_id in style_runners)
         stylizer = Stylizer(style_runners, load_catalogue(models_dir), prefer_fp16=gpu)
     return Pipelines(detector=detector, detector_model=detector_model, recognizer=recognizer, stylizer=stylizer)
