@@ -11,7 +11,7 @@ HOST  ?= 127.0.0.1
 PORT  ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast test-slow lint fetch models ref-dlib ref-mtcnn bench-load system-deps gpu-wheel-metadata clean
+.PHONY: run run-ray test test-fast test-slow lint fetch models ref-dlib ref-mtcnn bench-load system-deps gpu-wheel-metadata clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,29 @@ $(VENV)/.run-deps: pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install -q -e ".[cpu]"
 	touch $@
 
-# Tests also need the dev tools and the export toolchain (torch 2.13.0 CPU, onnx).
+# Tests also need the dev tools, the export toolchain (torch 2.13.0 CPU, onnx) and Ray (tests/ray).
 $(VENV)/.test-deps: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e ".[cpu,dev,export,bench]"
+	$(PY) -m pip install -q -e ".[cpu,dev,export,bench,ray]"
 	touch $@
 
+# HOST/PORT given to make (command line or environment) win; otherwise ATELIER_HOST/ATELIER_PORT, then the defaults.
+SERVE_ADDRESS = $(if $(filter command line environment,$(origin HOST)),--host $(HOST)) \
+                $(if $(filter command line environment,$(origin PORT)),--port $(PORT))
+
 run: $(VENV)/.run-deps
-	$(VENV)/bin/atelier serve --host $(HOST) --port $(PORT)
+	$(VENV)/bin/atelier serve $(SERVE_ADDRESS)
+
+# Ray Serve (deploy/ray): its own venv with the service and Ray, no torch; a local single-node Ray that stops
+# again on Ctrl-C or SIGTERM (exec: the signal reaches Python, not a shell).
+RAY_VENV := .venv-ray
+$(RAY_VENV)/.run-deps: pyproject.toml
+	$(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/python -m pip install -q --upgrade pip
+	$(RAY_VENV)/bin/python -m pip install -q -e ".[cpu,ray]"
+	touch $@
+
+run-ray: $(RAY_VENV)/.run-deps
+	exec env RAY_USAGE_STATS_ENABLED=0 $(RAY_VENV)/bin/python -m deploy.ray.atelier_serve $(SERVE_ADDRESS)
 
 # Debian packages the tests use: docker-compose validates the compose file (no engine needed),
 # chromium (+ a font) is the browser the page tests drive (Playwright cannot download its own here).
@@ -45,8 +61,8 @@ fetch: $(VENV)/.test-deps
 	$(PY) -m export.fetch
 
 lint: $(VENV)/.test-deps system-deps
-	$(VENV)/bin/ruff check app export tests bench
-	$(VENV)/bin/mypy app
+	$(VENV)/bin/ruff check app export tests bench deploy
+	$(VENV)/bin/mypy app deploy
 	$(VENV)/bin/hadolint --failure-threshold error Dockerfile
 	$(VENV)/bin/yamllint --strict .
 	docker-compose -f docker-compose.yml config -q
@@ -91,4 +107,4 @@ models: $(VENV)/.test-deps
 	$(PY) -m export
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RAY_VENV) .pytest_cache .mypy_cache .ruff_cache

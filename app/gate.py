@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -104,8 +105,9 @@ class InferenceGate:
         return self._running
 
     @asynccontextmanager
-    async def admit(self) -> AsyncIterator[Admission]:
-        """A place for one request, taken before its body is read; Overloaded at once when none is left."""
+    async def admit(self, timeout_s: float | None = None) -> AsyncIterator[Admission]:
+        """A place for one request, taken before its body is read; Overloaded at once when none is left.
+        timeout_s: this request's deadline when it is not the gate's (a Ray replica: what the ingress has left)."""
         if self._admitted >= self.capacity:
             metrics.REJECTED.inc()
             raise Overloaded(
@@ -114,7 +116,8 @@ class InferenceGate:
             )
         self._admitted += 1
         metrics.ADMITTED.inc()
-        admission = Admission(self, Deadline.after(self.timeout_s))
+        admission = Admission(self, Deadline.after(self.timeout_s) if timeout_s is None else
+                              Deadline(time.monotonic() + timeout_s, self.timeout_s))
         try:
             yield admission
         finally:
@@ -122,9 +125,9 @@ class InferenceGate:
                 self._admitted -= 1
                 metrics.ADMITTED.dec()
 
-    async def run(self, job: Callable[[], T]) -> T:
+    async def run(self, job: Callable[[], T], timeout_s: float | None = None) -> T:
         """Admit and run `job` in one step (for callers with nothing to read first)."""
-        async with self.admit() as admission:
+        async with self.admit(timeout_s) as admission:
             return await admission.run(job)
 
     async def _run_in_thread(self, job: Callable[[], T], deadline: Deadline, memory_bytes: int = 0) -> T:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -33,24 +33,40 @@ carries `X-Request-ID`: the client's own when it sent a sane one (1-128 characte
 new one; the server's log lines for that request carry the same id."""
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+# Builds the Service from the gate instead of loading models here (deploy/ray: the models live in deployments).
+RemoteService = Callable[[Settings, InferenceGate], Awaitable[Service]]
+
+
+def create_app(settings: Settings | None = None, remote: RemoteService | None = None) -> FastAPI:
+    """The service. remote: where the inference runs when not in this process (deploy/ray/atelier_serve.py);
+    every route, error body and the OpenAPI document are the same either way."""
     settings = settings or get_settings()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = await run_in_threadpool(load_registry, settings)
+    def new_gate() -> InferenceGate:
         # After the models are loaded: the default budget is what they leave of the memory limit.
         budget = MemoryBudget(settings.memory_budget_mb * MIB if settings.memory_budget_mb
                               else default_budget_bytes(settings.workers))
-        gate = InferenceGate(settings.max_concurrency, settings.max_queue, settings.request_timeout_s,
+        return InferenceGate(settings.max_concurrency, settings.max_queue, settings.request_timeout_s,
                              settings.retry_after_s, memory=budget)
+
+    async def local_service() -> Service:
+        registry = await run_in_threadpool(load_registry, settings)
+        gate = new_gate()
         pipelines = build_pipelines(registry, settings.models_dir, settings.threads_per_session(),
                                     settings.batch_policy(), company=lambda: gate.running)
-        service = Service(settings=settings, registry=registry, gate=gate, pipelines=pipelines)
+        return Service(settings=settings, registry=registry, gate=gate, pipelines=pipelines)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = await (remote(settings, new_gate()) if remote is not None else local_service())
+        registry, pipelines, gate = service.registry, service.pipelines, service.gate
+        budget_mb = gate.memory.total // MIB if gate.memory is not None else 0
         app.state.service = service
-        restore_sigterm = drain_on_sigterm(service.start_draining, settings.drain_delay_s)
+        # On Ray, Serve stops replicas itself (deploy/ray): no SIGTERM handler of ours inside its actors.
+        restore_sigterm = (drain_on_sigterm(service.start_draining, settings.drain_delay_s) if remote is None
+                           else lambda: None)
         log.info("ready: %d models, providers %s, memory budget %d MB", len(registry.models),
-                 registry.active_providers(), budget.total // MIB)
+                 registry.active_providers(), budget_mb)
         try:
             yield
         finally:

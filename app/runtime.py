@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,6 +218,45 @@ def load_model(
     return ModelSession(entry=entry, session=session)
 
 
+@dataclass(frozen=True)
+class ModelStatus:
+    """What /v1/models and /readyz tell of one loaded model (picklable: no session)."""
+
+    active_provider: str
+    precision: str
+
+
+@dataclass
+class RegistryStatus:
+    """The read-only face of a ModelRegistry, without sessions: what the Ray ingress holds, merged from the
+    deployments' own registries (each loads only its capability's models)."""
+
+    entries: list[dict[str, Any]]
+    models: dict[str, ModelStatus]
+    skipped: dict[str, str] = field(default_factory=dict)
+    ready: bool = True
+
+    def precision(self, model_id: str) -> str | None:
+        model = self.models.get(model_id)
+        return model.precision if model is not None else None
+
+    def active_providers(self) -> dict[str, str]:
+        return {model_id: model.active_provider for model_id, model in self.models.items()}
+
+    @classmethod
+    def merged(cls, parts: Sequence[RegistryStatus]) -> RegistryStatus:
+        """One view of several registries over the same manifest: a model is loaded where any part loaded it;
+        a note is kept only for models no part loaded (a model left to another part has none)."""
+        models: dict[str, ModelStatus] = {}
+        skipped: dict[str, str] = {}
+        for part in parts:
+            models.update(part.models)
+            skipped.update(part.skipped)
+        return cls(entries=parts[0].entries if parts else [], models=models,
+                   skipped={k: v for k, v in skipped.items() if k not in models},
+                   ready=all(part.ready for part in parts))
+
+
 class ModelRegistry:
     """Every model of the manifest, loaded once per process."""
 
@@ -230,6 +269,11 @@ class ModelRegistry:
         self.skipped = skipped or {}  # model id -> why it was not loaded (e.g. fp16 variants on CPU)
         self.served = served or {}  # model id -> id of the int8 variant loaded in its place
         self.ready = False
+
+    def status(self) -> RegistryStatus:
+        return RegistryStatus(entries=self.entries, ready=self.ready, skipped=dict(self.skipped),
+                              models={model_id: ModelStatus(model.active_provider, model.precision)
+                                      for model_id, model in self.models.items()})
 
     def __contains__(self, model_id: str) -> bool:
         return self.served.get(model_id, model_id) in self.models
@@ -263,10 +307,13 @@ class ModelRegistry:
         spinning: bool = False,
         threads_by_model: Mapping[str, int] | None = None,
         precision: str = "auto",
+        only: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> ModelRegistry:
         """Load every model of the manifest with `threads` intra-op threads, or threads_by_model[id] for the
         models named there (those whose pipeline runs them from several threads at once). An int8 variant
-        (int8_refusal) is loaded instead of its float32 model where it is chosen, never beside it."""
+        (int8_refusal) is loaded instead of its float32 model where it is chosen, never beside it.
+        only: load just the entries it accepts (a Ray deployment's capability); the others are neither loaded
+        nor noted as skipped, since another process serves them."""
         if precision not in PRECISIONS:
             raise ModelLoadError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         providers = resolve_providers(requested, ort.get_available_providers())
@@ -280,14 +327,15 @@ class ModelRegistry:
         has_gpu = any(p in GPU_PROVIDERS for p in providers)
         entries = read_manifest(models_dir)
         served: dict[str, str] = {}
-        for entry in entries:
+        entries_here = [entry for entry in entries if only is None or only(entry)]
+        for entry in entries_here:
             if "int8_of" in entry:
                 refusal = int8_refusal(entry, precision, has_gpu)
                 if refusal is None:
                     served[str(entry["int8_of"])] = str(entry["id"])
                 else:
                     skipped[entry["id"]] = refusal
-        for entry in entries:
+        for entry in entries_here:
             if entry["id"] in skipped:
                 log.info("model %s skipped: %s", entry["id"], skipped[entry["id"]])
                 continue

@@ -1,4 +1,5 @@
-"""What every image endpoint shares: its OpenAPI request body, decoding inside the gate, image answers."""
+"""What every image endpoint shares: its OpenAPI request body, the images' sizes from their headers, image answers
+(decoding is part of each job: app/work.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 
 from app.config import Settings
-from app.imaging import DECODE_BYTES_PER_PIXEL, DecodedImage, decode_image, peek_size
+from app.imaging import DECODE_BYTES_PER_PIXEL, peek_size
 
 
 def image_request_body(
@@ -48,10 +49,6 @@ def image_request_body(
     if defs:
         extra["components"] = {"schemas": defs}
     return extra
-
-
-def decode(data: bytes, settings: Settings) -> DecodedImage:
-    return decode_image(data, max_pixels=settings.max_pixels, max_bytes=settings.max_upload_bytes)
 
 
 def dimensions(data: bytes, settings: Settings) -> tuple[int, int]:

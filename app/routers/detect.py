@@ -9,12 +9,11 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.deps import AdmissionDep, ServiceDep
-from app.imaging import encode_image
 from app.intake import parse_options, read_image_request
-from app.pipelines.annotate import draw_detections
 from app.pipelines.mtcnn import MIN_FACE_SIZE_FLOOR, SCALE_FACTOR_RANGE, DetectionParams, detection_peak_bytes
-from app.routers.common import decode, decoding_bytes, dimensions, image_request_body, wants_image
+from app.routers.common import decoding_bytes, dimensions, image_request_body, wants_image
 from app.schemas import ERROR_RESPONSES
+from app.work import Work, detect_faces
 
 router = APIRouter(tags=["faces"])
 
@@ -86,33 +85,25 @@ async def detect(request: Request, service: ServiceDep, admission: AdmissionDep)
     upload = await admission.read(read_image_request(request, ["image"], service.settings))
     options = parse_options(DetectOptions, upload.options)
     params = options.params()
-    detector = service.detector
+    service.require("detect")
     draw = wants_image(request, options.annotate)
-
-    def job() -> tuple[Any, ...]:
-        decode_start = time.perf_counter()
-        image = decode(upload.files["image"], service.settings)
-        decode_ms = (time.perf_counter() - decode_start) * 1000
-        result = detector.run(image.rgb, params)
-        if draw:
-            canvas = draw_detections(image.rgb, [f.box for f in result.faces], [f.landmarks for f in result.faces])
-            return image, result, decode_ms, encode_image(canvas, None, "png")
-        return image, result, decode_ms, None
+    work = Work("detect", detect_faces, (upload.files["image"], params, draw))
 
     height, width = dimensions(upload.files["image"], service.settings)
     need = decoding_bytes((height, width)) + detection_peak_bytes(height, width, params)
-    image, result, decode_ms, drawn = await admission.run(
-        job, need, "send a smaller image, or raise min_face_size (the detection's first level is the image "
-        "scaled by 12 / min_face_size)")
-    if drawn is not None:
-        body, media_type = drawn
+    detected = await admission.run(
+        service.job(work), need, "send a smaller image, or raise min_face_size (the detection's first level is the "
+        "image scaled by 12 / min_face_size)")
+    result = detected.result
+    if detected.drawn is not None:
+        body, media_type = detected.drawn
         return Response(body, media_type=media_type, headers={"X-Faces": str(len(result.faces))})
-    timings = {"decode": round(decode_ms, 3), **result.timings_ms,
+    timings = {"decode": round(detected.decode_ms, 3), **result.timings_ms,
                "total": round((time.perf_counter() - started) * 1000, 3)}
     return DetectResponse(
-        width=image.width,
-        height=image.height,
+        width=detected.width,
+        height=detected.height,
         faces=[FaceOut.model_validate(face.as_dict()) for face in result.faces],
-        model=service.pipelines.detector_model,
+        model=detected.model,
         timings_ms=timings,
     )

@@ -30,9 +30,10 @@ async def readyz(request: Request) -> Response:
     if service is None:
         body = Readiness(ready=False, models=0, providers={})
         return JSONResponse(body.model_dump(), status_code=503)
-    body = Readiness(ready=service.ready, draining=service.draining, models=len(service.registry.models),
+    ready = await service.check_ready()  # on Ray: every deployment asked
+    body = Readiness(ready=ready, draining=service.draining, models=len(service.registry.models),
                      providers=service.registry.active_providers())
-    return JSONResponse(body.model_dump(), status_code=200 if service.ready else 503)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,

@@ -12,11 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.deps import AdmissionDep, ServiceDep
 from app.errors import NotFound, UnknownStyle
-from app.imaging import check_encodable, encode_image
+from app.imaging import check_encodable
 from app.intake import parse_options, read_image_request
 from app.pipelines.style import DEFAULT_MAX_SIDE, MAX_MAX_SIDE, MIN_MAX_SIDE
-from app.routers.common import decode, dimensions, image_request_body
+from app.routers.common import dimensions, image_request_body
 from app.schemas import ERROR_RESPONSES
+from app.work import Work, stylize_image
 
 router = APIRouter(tags=["style transfer"])
 
@@ -106,17 +107,10 @@ async def stylize(request: Request, service: ServiceDep, admission: AdmissionDep
     too_large = stylizer.how_to_fit(height, width, spec, options.max_side, budget.total, style_size) if (
         budget is not None) else ""
 
-    def job() -> tuple[bytes, str, float]:
-        image = decode(upload.files["image"], service.settings)
-        style_image = decode(style_bytes, service.settings).rgb if style_bytes is not None else None
-        inference_start = time.perf_counter()
-        painted = stylizer.stylize(image.rgb, options.style, style_image=style_image, strength=options.strength,
-                                   preserve_color=options.preserve_color, max_side=options.max_side)
-        inference_ms = (time.perf_counter() - inference_start) * 1000
-        body, media_type = encode_image(painted, image.alpha, options.format, options.quality)
-        return body, media_type, inference_ms
-
-    body, media_type, inference_ms = await admission.run(job, need, too_large)
+    work = Work("stylize", stylize_image, (upload.files["image"], style_bytes, options.style, options.strength,
+                                           options.preserve_color, options.max_side, options.format, options.quality))
+    painted = await admission.run(service.job(work), need, too_large)
+    body, media_type, inference_ms = painted.body, painted.media_type, painted.inference_ms
     total_ms = (time.perf_counter() - started) * 1000
     return Response(body, media_type=media_type, headers={
         "X-Style": style_label,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
@@ -11,10 +11,12 @@ from pydantic import BaseModel, Field
 from app.deps import AdmissionDep, ServiceDep
 from app.intake import parse_options, read_image_request
 from app.pipelines.mtcnn import MIN_FACE_SIZE_FLOOR
-from app.pipelines.verify import VERIFY_MIN_FACE_SIZE
-from app.routers.common import decode, decoding_bytes, dimensions, image_request_body
+from app.pipelines.recognition import FaceRecognizer
+from app.pipelines.verify import EMBEDDING_SIZE, VERIFY_MIN_FACE_SIZE
+from app.routers.common import decoding_bytes, dimensions, image_request_body
 from app.routers.detect import DetectOptions, FaceOut
 from app.schemas import ERROR_RESPONSES
+from app.work import Work, embed_faces, verify_faces
 
 TOO_LARGE_HINT = "send smaller images, or raise min_face_size"
 
@@ -72,18 +74,16 @@ async def embed(request: Request, service: ServiceDep, admission: AdmissionDep) 
     started = time.perf_counter()
     upload = await admission.read(read_image_request(request, ["image"], service.settings))
     options = parse_options(EmbedOptions, upload.options)
-    recognizer = service.recognizer
-
-    def job() -> Any:
-        image = decode(upload.files["image"], service.settings)
-        return recognizer.embed_faces(image.rgb, options.params())
+    service.require("embed")
+    work = Work("embed", embed_faces, (upload.files["image"], options.params()))
 
     size = dimensions(upload.files["image"], service.settings)
-    need = decoding_bytes(size) + recognizer.peak_bytes([size], options.params())
-    result = await admission.run(job, need, TOO_LARGE_HINT)
+    need = decoding_bytes(size) + FaceRecognizer.peak_bytes([size], options.params())
+    embedded = await admission.run(service.job(work), need, TOO_LARGE_HINT)
+    result = embedded.result
     faces = [EmbeddedFace.model_validate({**face.as_dict(), "embedding": [float(v) for v in vector]})
              for face, vector in zip(result.faces, result.embeddings, strict=True)]
-    return EmbedResponse(faces=faces, model=recognizer.model_name, dimensions=recognizer.dimensions,
+    return EmbedResponse(faces=faces, model=embedded.model, dimensions=EMBEDDING_SIZE,
                          timings_ms={**result.timings_ms, "total": round((time.perf_counter() - started) * 1000, 3)})
 
 
@@ -99,17 +99,14 @@ async def verify(request: Request, service: ServiceDep, admission: AdmissionDep)
     upload = await admission.read(read_image_request(request, ["image_a", "image_b"],
                                                      service.settings))
     options = parse_options(VerifyOptions, upload.options)
-    recognizer = service.recognizer
-
-    def job() -> Any:
-        image_a = decode(upload.files["image_a"], service.settings)
-        image_b = decode(upload.files["image_b"], service.settings)
-        return recognizer.verify(image_a.rgb, image_b.rgb, options.params(), mode=options.face,
-                                 threshold=options.threshold)
+    service.require("embed")
+    work = Work("embed", verify_faces, (upload.files["image_a"], upload.files["image_b"], options.params(),
+                                        options.face, options.threshold))
 
     sizes = [dimensions(upload.files[name], service.settings) for name in ("image_a", "image_b")]
-    need = decoding_bytes(*sizes) + recognizer.peak_bytes(sizes, options.params())
-    result = await admission.run(job, need, TOO_LARGE_HINT)
+    need = decoding_bytes(*sizes) + FaceRecognizer.peak_bytes(sizes, options.params())
+    verified = await admission.run(service.job(work), need, TOO_LARGE_HINT)
+    result = verified.result
     return VerifyResponse(
         similarity=result.similarity,
         distance=result.distance,
@@ -117,6 +114,6 @@ async def verify(request: Request, service: ServiceDep, admission: AdmissionDep)
         verified=result.verified,
         faces=VerifyFaces(a=FaceOut.model_validate(result.face_a.as_dict()),
                           b=FaceOut.model_validate(result.face_b.as_dict())),
-        model=recognizer.model_name,
+        model=verified.model,
         timings_ms={**result.timings_ms, "total": round((time.perf_counter() - started) * 1000, 3)},
     )
