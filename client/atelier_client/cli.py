@@ -188,17 +188,20 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[AsyncClient]:
 async def _run(args: argparse.Namespace, items: list[Item], out: TextIO, err: TextIO) -> list[Outcome]:
     async with open_client(args) as client:
         work = _work(args, client, items)
+        unreachable: dict[str, Any] | None = None
         if not args.local:
-            try:
-                await client.health()  # one clear message instead of every input failing alike
+            try:  # once, so that a server that is not there fails every input at once, not after its retries
+                await client.health()
             except ConnectionFailed as error:
-                return [Outcome(item, error=error_fields(error)) for item in items]
+                unreachable = error_fields(error)
         gate = asyncio.Semaphore(args.concurrency)
         bar = _progress_bar(len(items), args.command, args.progress, err)
 
         async def one(item: Item) -> Outcome:
             async with gate:
                 try:
+                    if unreachable is not None:
+                        return Outcome(item, error=unreachable)
                     if item.problem is not None:
                         raise FileNotFoundError(2, item.problem)
                     return Outcome(item, record=await work(item))
