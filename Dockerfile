@@ -21,6 +21,8 @@ RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY export/__init__.py ./export/__init__.py
+# the client package, which the root pyproject finds under client/ (the `atelier` command's batch subcommands)
+COPY client/atelier_client ./client/atelier_client
 RUN /opt/venv/bin/pip install ".[cpu]"
 
 # ---- GPU: venv on the CUDA runtime image --------------------------------------------------------
@@ -39,6 +41,8 @@ RUN uv python install "${PYTHON_VERSION}" && uv venv --python "${PYTHON_VERSION}
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY export/__init__.py ./export/__init__.py
+# the client package, which the root pyproject finds under client/ (the `atelier` command's batch subcommands)
+COPY client/atelier_client ./client/atelier_client
 RUN uv pip install --python /opt/venv/bin/python ".[gpu]" && rm -rf /src
 RUN useradd --system --uid 10001 --no-create-home atelier
 COPY models /srv/atelier/models

@@ -61,8 +61,9 @@ fetch: $(VENV)/.test-deps
 	$(PY) -m export.fetch
 
 lint: $(VENV)/.test-deps system-deps
-	$(VENV)/bin/ruff check app export tests bench deploy
+	$(VENV)/bin/ruff check app export tests bench deploy client
 	$(VENV)/bin/mypy app deploy
+	$(VENV)/bin/mypy --strict client/atelier_client
 	$(VENV)/bin/hadolint --failure-threshold error Dockerfile
 	$(VENV)/bin/yamllint --strict .
 	docker-compose -f docker-compose.yml config -q

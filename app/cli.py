@@ -1,7 +1,10 @@
 """`atelier serve`: run the service under uvicorn (with uvloop and httptools from uvicorn[standard]).
 
 `atelier healthcheck`: exit 0 when this machine's server answers /healthz on the port its Settings name (what
-the container images' HEALTHCHECK runs, so a changed ATELIER_PORT moves the check along with the server)."""
+the container images' HEALTHCHECK runs, so a changed ATELIER_PORT moves the check along with the server).
+
+`atelier detect|embed|verify|stylize`: the batch commands of the client package (atelier_client/cli.py), against
+a server URL or, with --local, in this process."""
 
 from __future__ import annotations
 
@@ -10,10 +13,14 @@ import logging.config
 import urllib.error
 import urllib.request
 
-import uvicorn
-
 from app.config import get_settings
 from app.logs import logging_config
+
+try:
+    from atelier_client import cli as batch
+except ImportError:  # an environment installed from a checkout older than the client: serve and healthcheck stay
+    batch = None  # type: ignore[assignment]
+BATCH_COMMANDS = ("detect", "embed", "verify", "stylize")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,13 +35,24 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("healthcheck", help="exit 0 if the local server answers /healthz")
     check.add_argument("--port", type=int, default=settings.port)
     check.add_argument("--timeout", type=float, default=3.0)
-    args = parser.parse_args(argv)
+    if batch is not None:
+        batch.add_commands(commands)
+    else:
+        for name in BATCH_COMMANDS:
+            commands.add_parser(name, add_help=False)
+    args = parser.parse_args(argv) if batch is not None else parser.parse_known_args(argv)[0]
     if args.command == "healthcheck":
         return healthcheck(args.port, args.timeout)
+    if args.command in BATCH_COMMANDS:
+        if batch is None:
+            parser.exit(2, "atelier: the client package atelier_client is missing: pip install -e . again\n")
+        return batch.run(args)
 
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     if args.command == "serve":
         import os
+
+        import uvicorn
 
         # Workers read Settings from the environment after the fork; pass the CLI's choice down that way.
         os.environ["ATELIER_WORKERS"] = str(args.workers)
