@@ -14,6 +14,10 @@ from app.batching import BatchPolicy
 from app.errors import InvalidParameter
 from app.ratelimit import RateLimit
 
+# Rows per batched run when ATELIER_BATCH_MAX_SIZE is 'auto' on a GPU: a GPU's throughput grows with the batch
+# (Triton's and InsightFace-REST's figures in issue #11) where the CPU's does not (bench/results/load*.json). Not
+# measured here: no GPU was lent; 16 face chips or R-/O-Net chunks fit any GPU's memory many times over.
+GPU_BATCH_MAX_SIZE = 16
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
@@ -52,8 +56,9 @@ class Settings(BaseSettings):
 
     # Cross-request batching (app/batching.py)
     batch_max_size: int = Field(
-        8, ge=1, description="rows (face chips, R-/O-Net crops, style images of one size) one batched run may "
-        "stack from concurrent requests; 1 = batching off")
+        0, ge=0, description="rows (face chips, R-/O-Net crops, style images of one size) one batched run may "
+        "stack from concurrent requests; 1 = batching off; 0 = auto: off on the CPU provider (no gain measured "
+        "there, bench/load.py), GPU_BATCH_MAX_SIZE when a GPU provider runs the models")
     batch_timeout_ms: float = Field(
         2.0, ge=0, le=60_000, description="the longest a request's inputs wait for company before their run "
         "starts; never while they are the only job running")
@@ -119,8 +124,10 @@ class Settings(BaseSettings):
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
-    def batch_policy(self) -> BatchPolicy:
-        return BatchPolicy(max_size=self.batch_max_size, timeout_s=self.batch_timeout_ms / 1000.0)
+    def batch_policy(self, gpu: bool) -> BatchPolicy:
+        """The batching of this deployment; gpu: whether a GPU provider runs the models (for 'auto')."""
+        size = self.batch_max_size or (GPU_BATCH_MAX_SIZE if gpu else 1)
+        return BatchPolicy(max_size=size, timeout_s=self.batch_timeout_ms / 1000.0)
 
     def threads_per_session(self) -> int:
         if self.intra_op_threads:

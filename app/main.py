@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, remote: RemoteService | None = 
         registry = await run_in_threadpool(load_registry, settings)
         gate = new_gate()
         pipelines = build_pipelines(registry, settings.models_dir, settings.threads_per_session(),
-                                    settings.batch_policy(), company=lambda: gate.running)
+                                    settings.batch_policy(registry.uses_gpu()), company=lambda: gate.running)
         return Service(settings=settings, registry=registry, gate=gate, pipelines=pipelines)
 
     @asynccontextmanager

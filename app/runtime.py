@@ -240,6 +240,10 @@ class RegistryStatus:
         model = self.models.get(model_id)
         return model.precision if model is not None else None
 
+    def uses_gpu(self) -> bool:
+        """Whether a GPU provider runs any loaded model."""
+        return any(model.active_provider in GPU_PROVIDERS for model in self.models.values())
+
     def active_providers(self) -> dict[str, str]:
         return {model_id: model.active_provider for model_id, model in self.models.items()}
 
@@ -365,6 +369,10 @@ class ModelRegistry:
                 model.warm_up()
         registry.ready = True
         return registry
+
+    def uses_gpu(self) -> bool:
+        """Whether a GPU provider runs any loaded model."""
+        return any(model.active_provider in GPU_PROVIDERS for model in self.models.values())
 
     def active_providers(self) -> dict[str, str]:
         return {model_id: model.active_provider for model_id, model in self.models.items()}

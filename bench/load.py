@@ -137,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=15, help="length of each run")
     parser.add_argument("--rounds", type=int, default=1, help="(on, off) pairs per step; the plot shows medians")
     parser.add_argument("--concurrency", type=int, default=4, help="ATELIER_MAX_CONCURRENCY of both servers")
-    parser.add_argument("--batch-max-size", default="", help="ATELIER_BATCH_MAX_SIZE when on (default: the "
-                        "service's default)")
+    parser.add_argument("--batch-max-size", default="8", help="ATELIER_BATCH_MAX_SIZE when on (the service's "
+                        "default, auto, is off on the CPU provider)")
     parser.add_argument("--batch-timeout-ms", default="", help="ATELIER_BATCH_TIMEOUT_MS when on")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "bench" / "results" / "load.json")
     parser.add_argument("--plot", type=Path, default=REPO_ROOT / "docs" / "load-curves.png")

@@ -193,7 +193,8 @@ class CapabilityReplica:
         # The ingress's gate bounds the calls; this one runs them here under the deadline they bring along.
         self.gate = InferenceGate(settings.max_concurrency, MAX_ONGOING, settings.request_timeout_s,
                                   settings.retry_after_s)
-        self.pipelines = build_pipelines(self.registry, settings.models_dir, threads, settings.batch_policy(),
+        self.pipelines = build_pipelines(self.registry, settings.models_dir, threads,
+                                         settings.batch_policy(self.registry.uses_gpu()),
                                          company=lambda: self.gate.running, only=self.capability)
         log.info("%s replica ready: models %s", self.capability, sorted(self.registry.models))
 

@@ -301,3 +301,12 @@ def test_queues_of_past_shapes_are_forgotten() -> None:
     for width in range(1, 20):  # style images come in many sizes
         runner.run(share(1.0, width=width))
     assert runner._queues == {} and len(net.runs) == 19
+
+
+def test_auto_batch_size_is_off_on_the_cpu_and_on_for_a_gpu() -> None:
+    from app.config import GPU_BATCH_MAX_SIZE, Settings
+
+    assert Settings().batch_policy(gpu=False).max_size == 1 and not Settings().batch_policy(gpu=False).enabled
+    assert Settings().batch_policy(gpu=True).max_size == GPU_BATCH_MAX_SIZE
+    explicit = Settings(batch_max_size=8, batch_timeout_ms=5)
+    assert explicit.batch_policy(gpu=False) == BatchPolicy(max_size=8, timeout_s=0.005)
