@@ -6,8 +6,9 @@ What it writes (each only after an allclose check):
 - style_multi26.onnx: the 26-style network, rebuilt in PyTorch from the shipped ONNX's initializers
   (export/nets/multistyle.py), checked against the shipped file on real photos, re-exported with dynamic batch,
   height and width and the style as a (batch, 26) weight vector. The export uses ExportMultiStyleNet, the same
-  function with the decoder's narrow convs regrouped into wider low-resolution ones (checked against the rebuilt
-  module first): onnxruntime runs it about 1.2x faster than the plain layout on CPU.
+  function with the decoder's narrow convs regrouped into wider low-resolution ones and their phases interleaved by
+  0/1 transposed convs instead of DepthToSpace/Transpose (checked against the rebuilt module first): onnxruntime
+  runs the regrouping about 1.2x faster than the plain layout on CPU, the interleaving another ~1.2x at 512 px.
 - style_multi26_fp16.onnx: the same network in float16 (float32 in and out) for GPU providers.
 - style_multi26_int8.onnx: only with --int8, and only if its gate holds, which it does not (INT8_FINDING):
   static QDQ int8 (export/quantize.py) of the float32 file, gated at PSNR >= 35 dB against it for every style.

@@ -99,26 +99,37 @@ class MultiStyleNet(nn.Module):
 # layers at half and full resolution waste most of each block. ExportMultiStyleNet computes exactly what
 # MultiStyleNet computes (same weights, only regrouped; seen within 1e-6 in float32) with wider, lower-resolution
 # convolutions, and folds each style's scale and shift into the instance norm itself.
+#
+# Those wide convolutions give their outputs as 4 phases of a x2 image (pixel_shuffle's channel order). onnxruntime
+# runs pixel_shuffle (DepthToSpace) and pixel_unshuffle (a 6-D Transpose) as generic transposes with 2-element inner
+# loops, a fifth of the network's time outside the convolutions at 512 px (bench/profile_style.py). So the phases are
+# interleaved by a stride-2 transposed convolution with 0/1 weights (each output pixel copies one input value: exact),
+# and the last conv reads the full-resolution image with stride 2 instead of after a pixel_unshuffle.
 
 
-def space_to_depth_weight(weight: torch.Tensor) -> torch.Tensor:
-    """(O, C, K, K) stride-1 conv weight -> (4 O, 4 C, (K+1)/2, (K+1)/2) for the same conv computed as
-    pixel_shuffle(conv(pixel_unshuffle(x, 2), w'), 2) on an input with even sides.
+def stride2_phase_weight(weight: torch.Tensor) -> torch.Tensor:
+    """(O, C, K, K) stride-1 conv weight -> (4 O, C, K+1, K+1) for the same conv computed as
+    pixel_shuffle(conv(x, w', stride=2), 2) on an input whose padded sides are even.
 
-    Output pixel (2a+p, 2b+q) reads input (2(a+s)+r, 2(b+t)+u), i.e. original tap (2s+r-p, 2t+u-q)."""
+    Output phase (p, q) at (a, b) is the plain conv's output at (2a+p, 2b+q): the K x K kernel shifted by (p, q)
+    inside a (K+1) x (K+1) window that moves by 2."""
     o, c, k, _ = weight.shape
-    half = (k + 1) // 2
-    out = weight.new_zeros(o, 2, 2, c, 2, 2, half, half)
+    out = weight.new_zeros(o, 2, 2, c, k + 1, k + 1)
     for p in range(2):
         for q in range(2):
-            for r in range(2):
-                for u in range(2):
-                    for s in range(half):
-                        for t in range(half):
-                            i, j = 2 * s + r - p, 2 * t + u - q
-                            if 0 <= i < k and 0 <= j < k:
-                                out[:, p, q, :, r, u, s, t] = weight[:, :, i, j]
-    return out.reshape(4 * o, 4 * c, half, half)
+            out[:, p, q, :, p:p + k, q:q + k] = weight
+    return out.reshape(4 * o, c, k + 1, k + 1)
+
+
+def pixel_shuffle_weight(channels: int) -> torch.Tensor:
+    """(4 C, C, 2, 2) 0/1 weight with conv_transpose2d(x, w, stride=2) == pixel_shuffle(x, 2) for (N, 4 C, H, W) x:
+    input channel 4c + 2p + q lands on output channel c at offset (p, q), alone (the 2x2 windows do not overlap)."""
+    out = torch.zeros(channels, 2, 2, channels, 2, 2)
+    for c in range(channels):
+        for p in range(2):
+            for q in range(2):
+                out[c, p, q, c, p, q] = 1.0
+    return out.reshape(4 * channels, channels, 2, 2)
 
 
 # Nearest x2 upsampling followed by a 3x3 conv: output phase p (row parity) reads low-resolution rows a-1, a, a+1
@@ -164,15 +175,19 @@ class ExportMultiStyleNet(nn.Module):
         first, second, last = net.expand
         self.register_buffer("up0", subpixel_weight(first.w.detach()))
         self.register_buffer("up1", subpixel_weight(second.w.detach()))
-        self.register_buffer("out", space_to_depth_weight(last.w.detach()))
+        self.register_buffer("out", stride2_phase_weight(last.w.detach()))
+        # One interleaving weight per decoder layer's width (8, 4, 3 channels).
+        self.register_buffer("shuffle0", pixel_shuffle_weight(first.w.shape[0]))
+        self.register_buffer("shuffle1", pixel_shuffle_weight(second.w.shape[0]))
+        self.register_buffer("shuffle2", pixel_shuffle_weight(last.w.shape[0]))
 
     def _layer(self, layer: StyledConv, x: torch.Tensor, style: torch.Tensor, weight: torch.Tensor | None = None,
-               mode: str = "plain") -> torch.Tensor:
+               mode: str = "plain", shuffle: torch.Tensor | None = None) -> torch.Tensor:
         if mode == "subpixel":
-            y = F.pixel_shuffle(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight), 2)
-        elif mode == "space_to_depth":
+            y = F.conv_transpose2d(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight), shuffle, stride=2)
+        elif mode == "stride2_phases":
             x = F.pad(x, (layer.pad,) * 4, mode="reflect")
-            y = F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(x, 2), weight), 2)
+            y = F.conv_transpose2d(F.conv2d(x, weight, stride=2), shuffle, stride=2)
         else:
             x = F.pad(x, (layer.pad,) * 4, mode="reflect")
             y = F.conv2d(x, layer.w, stride=layer.stride)
@@ -186,6 +201,6 @@ class ExportMultiStyleNet(nn.Module):
         for first, second in self.net.res:  # type: ignore[misc]
             x = x + self._layer(second, self._layer(first, x, style), style)
         up0, up1, last = self.net.expand
-        x = self._layer(up0, x, style, self.up0, "subpixel")
-        x = self._layer(up1, x, style, self.up1, "subpixel")
-        return torch.sigmoid(self._layer(last, x, style, self.out, "space_to_depth"))
+        x = self._layer(up0, x, style, self.up0, "subpixel", self.shuffle0)
+        x = self._layer(up1, x, style, self.up1, "subpixel", self.shuffle1)
+        return torch.sigmoid(self._layer(last, x, style, self.out, "stride2_phases", self.shuffle2))

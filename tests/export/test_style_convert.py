@@ -24,7 +24,8 @@ from export.convert_style import (  # noqa: E402
 )
 from export.nets.multistyle import (  # noqa: E402
     ExportMultiStyleNet,
-    space_to_depth_weight,
+    pixel_shuffle_weight,
+    stride2_phase_weight,
     subpixel_weight,
 )
 from export.onnx_export import run_onnx  # noqa: E402
@@ -48,13 +49,19 @@ def test_rebuilt_module_matches_shipped_onnx_on_real_photos() -> None:
     assert worst < 5e-4
 
 
-def test_space_to_depth_conv_equals_the_plain_conv() -> None:
+def test_stride2_phase_conv_equals_the_plain_conv() -> None:
     g = torch.Generator().manual_seed(1)
     weight, x = torch.randn(3, 4, 9, 9, generator=g), torch.randn(2, 4, 20, 28, generator=g)
     plain = torch.nn.functional.conv2d(x, weight)
     regrouped = torch.nn.functional.pixel_shuffle(
-        torch.nn.functional.conv2d(torch.nn.functional.pixel_unshuffle(x, 2), space_to_depth_weight(weight)), 2)
+        torch.nn.functional.conv2d(x, stride2_phase_weight(weight), stride=2), 2)
     torch.testing.assert_close(regrouped, plain, atol=1e-4, rtol=1e-5)
+
+
+def test_pixel_shuffle_as_transposed_conv_is_exact() -> None:
+    x = torch.randn(2, 12, 5, 7, generator=torch.Generator().manual_seed(4))
+    shuffled = torch.nn.functional.conv_transpose2d(x, pixel_shuffle_weight(3), stride=2)
+    assert torch.equal(shuffled, torch.nn.functional.pixel_shuffle(x, 2))
 
 
 def test_subpixel_conv_equals_upsample_reflect_pad_conv() -> None:
