@@ -6,49 +6,105 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.requests import Request
 
 from app.config import Settings
 from app.imaging import DECODE_BYTES_PER_PIXEL, peek_size
 
+# Named request-body schemas ("DetectForm", "DetectJson", ...), filled by image_request_body() as the routers are
+# defined and merged into the document's components by install_body_schemas(): client generators name their
+# models after components; inline bodies become names like DetectV1DetectPostFilesBody.
+BODY_SCHEMAS: dict[str, dict[str, Any]] = {}
+
+RAW_BODY_NOTE = ("A single-image endpoint also takes the raw image as the whole body (Content-Type image/* or "
+                 "application/octet-stream, options in the query string). ")
+
+
+def _form_field(schema: dict[str, Any]) -> dict[str, Any]:
+    """An option as a multipart text field: a nullable option is simply left out, a list is comma-separated."""
+    schema = dict(schema)
+    variants = schema.pop("anyOf", None)
+    if variants is not None:
+        schema = {**next(v for v in variants if v.get("type") != "null"), **schema}
+        if schema.get("default", 0) is None:
+            del schema["default"]
+    if schema.get("type") == "array":  # a repeated form field would keep only its last value (app/intake.py)
+        default = schema.get("default")
+        schema = {key: schema[key] for key in ("title", "description") if key in schema}
+        schema["type"] = "string"
+        if default is not None:
+            schema["default"] = ",".join(str(item) for item in default)
+    return schema
+
 
 def image_request_body(
     image_fields: Sequence[str], options: type[BaseModel], optional_fields: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """openapi_extra documenting the three ways to send images (the endpoint reads the Request itself)."""
+    """openapi_extra documenting the ways to send images (the endpoint reads the Request itself).
+
+    Documented: multipart/form-data and application/json, each a named component schema. The raw image body
+    (single-image endpoints) is accepted but only described in text: openapi-python-client cannot generate an
+    `image/*` body (it skips it with a warning), and two documented bodies are what a generated client can offer
+    as one `body` argument. requestBody.required is false on purpose: openapi-python-client 0.29 writes
+    `body: A | B | Unset = UNSET` for an operation with several body types whatever `required` says, but imports
+    `Unset` only for an optional body, so a required one makes a module that does not import. A request
+    without a body is still refused (415 UNSUPPORTED_MEDIA_TYPE), as the description says."""
+    name = options.__name__.removesuffix("Options")
     all_fields = [*image_fields, *optional_fields]
-    option_schema = options.model_json_schema()
-    option_properties = option_schema.get("properties", {})
-    defs = option_schema.get("$defs", {})
-    multipart = {
+    option_schema = options.model_json_schema(ref_template="#/components/schemas/{model}")
+    option_properties: dict[str, Any] = option_schema.get("properties", {})
+    BODY_SCHEMAS.update(option_schema.get("$defs", {}))
+    BODY_SCHEMAS[f"{name}Form"] = {
+        "title": f"{name}Form",
         "type": "object",
         "required": list(image_fields),
         "properties": {
-            **{name: {"type": "string", "format": "binary"} for name in all_fields},
-            **option_properties,
+            **{field: {"type": "string", "format": "binary", "description": "the image file"} for field in all_fields},
+            **{key: _form_field(value) for key, value in option_properties.items()},
         },
+        "additionalProperties": False,
     }
-    json_body = {
+    BODY_SCHEMAS[f"{name}Json"] = {
+        "title": f"{name}Json",
         "type": "object",
         "required": list(image_fields),
         "properties": {
-            **{name: {"type": "string", "contentEncoding": "base64",
-                      "description": "the image file, base64 (a data: URI prefix is accepted)"}
-               for name in all_fields},
+            **{field: {"type": "string", "contentEncoding": "base64",
+                       "description": "the image file, base64 (a data: URI prefix is accepted)"}
+               for field in all_fields},
             **option_properties,
         },
+        "additionalProperties": False,
     }
-    content: dict[str, Any] = {
-        "multipart/form-data": {"schema": multipart},
-        "application/json": {"schema": json_body},
-    }
-    if len(image_fields) == 1:
-        content["image/*"] = {"schema": {"type": "string", "format": "binary"}}
-    extra: dict[str, Any] = {"requestBody": {"required": True, "content": content}}
-    if defs:
-        extra["components"] = {"schemas": defs}
-    return extra
+    raw = RAW_BODY_NOTE if len(image_fields) == 1 else ""
+    return {"requestBody": {
+        "required": False,
+        "description": f"The image{'s' if len(all_fields) > 1 else ''} and options, as a form or as JSON. {raw}"
+                       "A body is required: without one the answer is 415.",
+        "content": {
+            "multipart/form-data": {"schema": {"$ref": f"#/components/schemas/{name}Form"}},
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{name}Json"}},
+        },
+    }}
+
+
+def install_body_schemas(app: FastAPI) -> None:
+    """Add BODY_SCHEMAS to the app's OpenAPI components (FastAPI only knows the schemas of its own models)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            document.setdefault("components", {}).setdefault("schemas", {}).update(BODY_SCHEMAS)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the document
+
+
+# Every image answer's schema: raw bytes (a generator that cannot parse the media type hands them back unparsed).
+IMAGE_SCHEMA: dict[str, Any] = {"type": "string", "format": "binary"}
 
 
 def dimensions(data: bytes, settings: Settings) -> tuple[int, int]:
