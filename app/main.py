@@ -21,7 +21,6 @@ from app.middleware import MetricsMiddleware, RequestIdMiddleware
 from app.ratelimit import RateLimiter
 from app.requestid import HEADER as REQUEST_ID_HEADER
 from app.routers import detect, ops, stylize, verify, web
-from app.routers.common import install_body_schemas
 from app.service import Service, build_pipelines, load_registry
 
 log = logging.getLogger("app")
@@ -81,7 +80,6 @@ def create_app(settings: Settings | None = None, remote: RemoteService | None = 
     app = FastAPI(title="Atelier", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None,  # /docs is served from local files (app/routers/web.py)
                   generate_unique_id_function=lambda route: route.name)
-    install_body_schemas(app)
     app.state.api_keys = [key.encode() for key in settings.accepted_api_keys()]
     rule = settings.rate_limit_rule()
     app.state.rate_limiter = RateLimiter(rule) if rule is not None else None

@@ -6,17 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.requests import Request
 
 from app.config import Settings
 from app.imaging import DECODE_BYTES_PER_PIXEL, peek_size
-
-# Named request-body schemas ("DetectForm", "DetectJson", ...), filled by image_request_body() as the routers are
-# defined and merged into the document's components by install_body_schemas(): client generators name their
-# models after components; inline bodies become names like DetectV1DetectPostFilesBody.
-BODY_SCHEMAS: dict[str, dict[str, Any]] = {}
 
 RAW_BODY_NOTE = ("A single-image endpoint also takes the raw image as the whole body (Content-Type image/* or "
                  "application/octet-stream, options in the query string). ")
@@ -44,20 +38,24 @@ def image_request_body(
 ) -> dict[str, Any]:
     """openapi_extra documenting the ways to send images (the endpoint reads the Request itself).
 
-    Documented: multipart/form-data and application/json, each a named component schema. The raw image body
-    (single-image endpoints) is accepted but only described in text: openapi-python-client cannot generate an
-    `image/*` body (it skips it with a warning), and two documented bodies are what a generated client can offer
-    as one `body` argument. requestBody.required is false on purpose: openapi-python-client 0.29 writes
-    `body: A | B | Unset = UNSET` for an operation with several body types whatever `required` says, but imports
-    `Unset` only for an optional body, so a required one makes a module that does not import. A request
-    without a body is still refused (415 UNSUPPORTED_MEDIA_TYPE), as the description says."""
-    name = options.__name__.removesuffix("Options")
+    Shaped for client generators (tests/api/test_generated_client.py), with what they do with it:
+    - multipart/form-data and application/json are documented, inline: openapi-python-client names them after
+      the operationId (DetectFilesBody, DetectJsonBody); in components, openapi-typescript would make every
+      property with a default required (it spares those under a requestBody), and every option has one.
+      Options keep their JSON types in the JSON body; in the form, a list is one comma-separated field.
+    - the raw image body (single-image endpoints) is accepted but only described in text: openapi-python-client
+      cannot generate an `image/*` body (it skips it with a warning), and one `body` argument covers the two
+      documented types.
+    - requestBody.required is false on purpose: openapi-python-client 0.29 writes `body: A | B | Unset = UNSET`
+      for an operation with several body types whatever `required` says, but imports `Unset` only for an
+      optional body, so a required one generates a module that does not import. A request without a body is
+      still refused (415 UNSUPPORTED_MEDIA_TYPE), as the description says."""
     all_fields = [*image_fields, *optional_fields]
-    option_schema = options.model_json_schema(ref_template="#/components/schemas/{model}")
+    option_schema = options.model_json_schema()
+    if "$defs" in option_schema:  # its $refs would point into this schema, which the document does not hold
+        raise TypeError(f"{options.__name__}: options must be flat (no nested models) to be documented")
     option_properties: dict[str, Any] = option_schema.get("properties", {})
-    BODY_SCHEMAS.update(option_schema.get("$defs", {}))
-    BODY_SCHEMAS[f"{name}Form"] = {
-        "title": f"{name}Form",
+    form = {
         "type": "object",
         "required": list(image_fields),
         "properties": {
@@ -66,8 +64,7 @@ def image_request_body(
         },
         "additionalProperties": False,
     }
-    BODY_SCHEMAS[f"{name}Json"] = {
-        "title": f"{name}Json",
+    as_json = {
         "type": "object",
         "required": list(image_fields),
         "properties": {
@@ -84,23 +81,10 @@ def image_request_body(
         "description": f"The image{'s' if len(all_fields) > 1 else ''} and options, as a form or as JSON. {raw}"
                        "A body is required: without one the answer is 415.",
         "content": {
-            "multipart/form-data": {"schema": {"$ref": f"#/components/schemas/{name}Form"}},
-            "application/json": {"schema": {"$ref": f"#/components/schemas/{name}Json"}},
+            "multipart/form-data": {"schema": form},
+            "application/json": {"schema": as_json},
         },
     }}
-
-
-def install_body_schemas(app: FastAPI) -> None:
-    """Add BODY_SCHEMAS to the app's OpenAPI components (FastAPI only knows the schemas of its own models)."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = build()
-            document.setdefault("components", {}).setdefault("schemas", {}).update(BODY_SCHEMAS)
-        return app.openapi_schema or {}
-
-    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the document
 
 
 # Every image answer's schema: raw bytes (a generator that cannot parse the media type hands them back unparsed).
