@@ -11,7 +11,7 @@ HOST  ?= 127.0.0.1
 PORT  ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run run-ray test test-fast test-slow lint fetch models ref-dlib ref-mtcnn bench-load system-deps gpu-wheel-metadata clean
+.PHONY: run run-ray test test-fast test-slow lint fetch models ref-dlib ref-mtcnn bench-load system-deps gpu-wheel-metadata openapi-ts clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -90,7 +90,17 @@ $(GPU_WHEEL_REPORT): pyproject.toml Dockerfile | $(VENV)/bin/python
 	mv $@.part $@
 gpu-wheel-metadata: $(GPU_WHEEL_REPORT)
 
-test: lint fetch ref-dlib gpu-wheel-metadata
+# openapi-typescript, openapi-fetch and tsc, pinned by tests/api/typescript/package-lock.json: the generated-client
+# test compiles a TypeScript caller against types generated from the live document (skipped without Node).
+OPENAPI_TS := $(CACHE)/openapi-ts
+$(OPENAPI_TS)/.installed: tests/api/typescript/package.json tests/api/typescript/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  mkdir -p $(OPENAPI_TS) && cp $^ $(OPENAPI_TS)/ && \
+	  (cd $(OPENAPI_TS) && npm ci --no-audit --no-fund --cache $(CURDIR)/$(CACHE)/npm --silent) && touch $@; \
+	else echo "npm not found: the TypeScript check of the OpenAPI document will be skipped"; fi
+openapi-ts: $(OPENAPI_TS)/.installed
+
+test: lint fetch ref-dlib gpu-wheel-metadata openapi-ts
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.test-deps fetch

@@ -76,8 +76,10 @@ def create_app(settings: Settings | None = None, remote: RemoteService | None = 
             pipelines.close()
             app.state.service = None
 
+    # operationId = the endpoint function's name ("detect", "verify"): the names generated clients give them.
     app = FastAPI(title="Atelier", version=__version__, description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)  # /docs is served from local files (app/routers/web.py)
+                  docs_url=None, redoc_url=None,  # /docs is served from local files (app/routers/web.py)
+                  generate_unique_id_function=lambda route: route.name)
     app.state.api_keys = [key.encode() for key in settings.accepted_api_keys()]
     rule = settings.rate_limit_rule()
     app.state.rate_limiter = RateLimiter(rule) if rule is not None else None

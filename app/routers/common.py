@@ -12,43 +12,83 @@ from starlette.requests import Request
 from app.config import Settings
 from app.imaging import DECODE_BYTES_PER_PIXEL, peek_size
 
+RAW_BODY_NOTE = ("A single-image endpoint also takes the raw image as the whole body (Content-Type image/* or "
+                 "application/octet-stream, options in the query string). ")
+
+
+def _form_field(schema: dict[str, Any]) -> dict[str, Any]:
+    """An option as a multipart text field: a nullable option is simply left out, a list is comma-separated."""
+    schema = dict(schema)
+    variants = schema.pop("anyOf", None)
+    if variants is not None:
+        schema = {**next(v for v in variants if v.get("type") != "null"), **schema}
+        if schema.get("default", 0) is None:
+            del schema["default"]
+    if schema.get("type") == "array":  # a repeated form field would keep only its last value (app/intake.py)
+        default = schema.get("default")
+        schema = {key: schema[key] for key in ("title", "description") if key in schema}
+        schema["type"] = "string"
+        if default is not None:
+            schema["default"] = ",".join(str(item) for item in default)
+    return schema
+
 
 def image_request_body(
     image_fields: Sequence[str], options: type[BaseModel], optional_fields: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """openapi_extra documenting the three ways to send images (the endpoint reads the Request itself)."""
+    """openapi_extra documenting the ways to send images (the endpoint reads the Request itself).
+
+    Shaped for client generators (tests/api/test_generated_client.py), with what they do with it:
+    - multipart/form-data and application/json are documented, inline: openapi-python-client names them after
+      the operationId (DetectFilesBody, DetectJsonBody); in components, openapi-typescript would make every
+      property with a default required (it spares those under a requestBody), and every option has one.
+      Options keep their JSON types in the JSON body; in the form, a list is one comma-separated field.
+    - the raw image body (single-image endpoints) is accepted but only described in text: openapi-python-client
+      cannot generate an `image/*` body (it skips it with a warning), and one `body` argument covers the two
+      documented types.
+    - requestBody.required is false on purpose: openapi-python-client 0.29 writes `body: A | B | Unset = UNSET`
+      for an operation with several body types whatever `required` says, but imports `Unset` only for an
+      optional body, so a required one generates a module that does not import. A request without a body is
+      still refused (415 UNSUPPORTED_MEDIA_TYPE), as the description says."""
     all_fields = [*image_fields, *optional_fields]
     option_schema = options.model_json_schema()
-    option_properties = option_schema.get("properties", {})
-    defs = option_schema.get("$defs", {})
-    multipart = {
+    if "$defs" in option_schema:  # its $refs would point into this schema, which the document does not hold
+        raise TypeError(f"{options.__name__}: options must be flat (no nested models) to be documented")
+    option_properties: dict[str, Any] = option_schema.get("properties", {})
+    form = {
         "type": "object",
         "required": list(image_fields),
         "properties": {
-            **{name: {"type": "string", "format": "binary"} for name in all_fields},
-            **option_properties,
+            **{field: {"type": "string", "format": "binary", "description": "the image file"} for field in all_fields},
+            **{key: _form_field(value) for key, value in option_properties.items()},
         },
+        "additionalProperties": False,
     }
-    json_body = {
+    as_json = {
         "type": "object",
         "required": list(image_fields),
         "properties": {
-            **{name: {"type": "string", "contentEncoding": "base64",
-                      "description": "the image file, base64 (a data: URI prefix is accepted)"}
-               for name in all_fields},
+            **{field: {"type": "string", "contentEncoding": "base64",
+                       "description": "the image file, base64 (a data: URI prefix is accepted)"}
+               for field in all_fields},
             **option_properties,
         },
+        "additionalProperties": False,
     }
-    content: dict[str, Any] = {
-        "multipart/form-data": {"schema": multipart},
-        "application/json": {"schema": json_body},
-    }
-    if len(image_fields) == 1:
-        content["image/*"] = {"schema": {"type": "string", "format": "binary"}}
-    extra: dict[str, Any] = {"requestBody": {"required": True, "content": content}}
-    if defs:
-        extra["components"] = {"schemas": defs}
-    return extra
+    raw = RAW_BODY_NOTE if len(image_fields) == 1 else ""
+    return {"requestBody": {
+        "required": False,
+        "description": f"The image{'s' if len(all_fields) > 1 else ''} and options, as a form or as JSON. {raw}"
+                       "A body is required: without one the answer is 415.",
+        "content": {
+            "multipart/form-data": {"schema": form},
+            "application/json": {"schema": as_json},
+        },
+    }}
+
+
+# Every image answer's schema: raw bytes (a generator that cannot parse the media type hands them back unparsed).
+IMAGE_SCHEMA: dict[str, Any] = {"type": "string", "format": "binary"}
 
 
 def dimensions(data: bytes, settings: Settings) -> tuple[int, int]:

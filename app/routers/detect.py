@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.deps import AdmissionDep, ServiceDep
 from app.intake import parse_options, read_image_request
 from app.pipelines.mtcnn import MIN_FACE_SIZE_FLOOR, SCALE_FACTOR_RANGE, DetectionParams, detection_peak_bytes
-from app.routers.common import decoding_bytes, dimensions, image_request_body, wants_image
+from app.routers.common import IMAGE_SCHEMA, decoding_bytes, dimensions, image_request_body, wants_image
 from app.schemas import ERROR_RESPONSES
 from app.work import Work, detect_faces
 
@@ -77,7 +77,10 @@ class DetectResponse(BaseModel):
     "/v1/detect",
     response_model=DetectResponse,
     summary="Find faces: boxes, scores and five landmarks",
-    responses={**ERROR_RESPONSES, 200: {"content": {"image/png": {}}}},
+    responses={**ERROR_RESPONSES, 200: {
+        "description": "the detections as JSON; with annotate=true (or Accept: image/png) the image as PNG, the "
+        "detections drawn on it and their count in X-Faces",
+        "content": {"image/png": {"schema": IMAGE_SCHEMA}}}},
     openapi_extra=image_request_body(["image"], DetectOptions),
 )
 async def detect(request: Request, service: ServiceDep, admission: AdmissionDep) -> Any:

@@ -15,7 +15,7 @@ from app.errors import NotFound, UnknownStyle
 from app.imaging import check_encodable
 from app.intake import parse_options, read_image_request
 from app.pipelines.style import DEFAULT_MAX_SIDE, MAX_MAX_SIDE, MIN_MAX_SIDE
-from app.routers.common import dimensions, image_request_body
+from app.routers.common import IMAGE_SCHEMA, dimensions, image_request_body
 from app.schemas import ERROR_RESPONSES
 from app.work import Work, stylize_image
 
@@ -64,7 +64,7 @@ async def list_styles(service: ServiceDep) -> StyleList:
     "/v1/styles/{style_id}/preview",
     summary="A preview of the style applied to a public-domain photo",
     response_class=FileResponse,
-    responses={200: {"content": {"image/jpeg": {}}}, 404: ERROR_RESPONSES[404]},
+    responses={200: {"content": {"image/jpeg": {"schema": IMAGE_SCHEMA}}}, 404: ERROR_RESPONSES[404]},
 )
 async def style_preview(style_id: str, service: ServiceDep) -> FileResponse:
     style = service.stylizer.resolve(style_id)
@@ -81,7 +81,8 @@ async def style_preview(style_id: str, service: ServiceDep) -> FileResponse:
     "/v1/stylize",
     summary="Paint a photo in a style (or in the style of a second image)",
     response_class=Response,
-    responses={**ERROR_RESPONSES, 200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
+    responses={**ERROR_RESPONSES, 200: {"content": {media: {"schema": IMAGE_SCHEMA}
+                                                    for media in ("image/png", "image/jpeg", "image/webp")},
                                         "description": "the stylised image, the input's width and height"}},
     openapi_extra=image_request_body(["image"], StylizeOptions, optional_fields=["style_image"]),
 )
