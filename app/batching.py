@@ -103,7 +103,6 @@ class BatchingRunner:
         self.output_names = model.output_names
         self._cond = threading.Condition()
         self._queues: dict[ShapeKey, deque[_Share]] = {}
-        self._collecting: set[ShapeKey] = set()  # queues whose head is collecting company now
 
     @property
     def id(self) -> str:
@@ -168,9 +167,7 @@ class BatchingRunner:
                     return None
                 if share.state == "done":
                     return None
-                if share.state == "queued" and queue[0] is share and key not in self._collecting:
-                    self._collecting.add(key)
-                if share.state == "queued" and key in self._collecting and queue[0] is share:
+                if share.state == "queued" and queue[0] is share:  # the head of a queue collects its company
                     left = self._collection_time_left(queue, share)
                     if left <= 0.0:
                         return self._take_batch(key, queue)
@@ -196,16 +193,12 @@ class BatchingRunner:
         batch = _Batch(shares)
         for s in shares:
             s.state, s.batch = "running", batch
-        self._collecting.discard(key)
         self._forget_if_empty(key, queue)
         self._cond.notify_all()  # a share left behind is now the head and collects for the next batch
         return batch
 
     def _leave(self, key: ShapeKey, queue: deque[_Share], share: _Share) -> None:
-        was_head = queue[0] is share
-        queue.remove(share)
-        if was_head:
-            self._collecting.discard(key)  # the next share collects from its own arrival
+        queue.remove(share)  # a share left as the new head collects from its own arrival
         self._forget_if_empty(key, queue)
         self._cond.notify_all()
 
