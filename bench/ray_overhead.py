@@ -21,13 +21,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -36,7 +33,7 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 from load import USERS, run_locust  # noqa: E402  (the same Locust runs as the load curves)
 
 from tests.conftest import MODELS_DIR  # noqa: E402
-from tests.hardening.conftest import free_port, live_server  # noqa: E402
+from tests.hardening.conftest import free_port, live_server, wait_until_ready  # noqa: E402
 
 log = logging.getLogger("ray_overhead")
 SETTINGS = {"max_concurrency": "4", "max_queue": "64", "request_timeout_s": "120", "intra_op_threads": "2"}
@@ -52,18 +49,7 @@ def ray_server() -> Iterator[str]:
                                cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"the Ray application exited with {process.returncode}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            raise RuntimeError("the Ray application did not become ready in 300 s")
+        wait_until_ready(base, process, 300, poll_s=1.0)
         yield base
     finally:
         process.terminate()  # its SIGTERM handler shuts Serve and Ray down

@@ -23,6 +23,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_ready(base: str, process: subprocess.Popen[bytes], timeout_s: float, poll_s: float = 0.2) -> None:
+    """Poll base/readyz until 200; RuntimeError (with the server's last output, when captured) if the process
+    exits first or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"server exited with {process.returncode}:\n{output[-3000:]}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=max(1.0, poll_s * 5)).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(poll_s)
+    raise RuntimeError(f"server did not become ready in {timeout_s:g} s")
+
+
 @contextmanager
 def live_server(cgroup: Path | None = None, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Start `atelier serve` with ATELIER_* settings from `env`; yields (base URL, process).
@@ -38,19 +55,7 @@ def live_server(cgroup: Path | None = None, **env: str) -> Iterator[tuple[str, s
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                raise RuntimeError(f"server exited with {process.returncode}:\n{output[-3000:]}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("server did not become ready in 120 s")
+        wait_until_ready(base, process, 120)
         yield base, process
     finally:
         if process.poll() is None:
